@@ -1,0 +1,57 @@
+"""Fresh-machine set-up shared by the README's two commands (stdlib only).
+
+Creates ``.venv`` next to pyproject.toml, installs the package with the given
+extras into it (again only when pyproject.toml changed) and, when asked, the
+Debian ``chromium`` package for the browser test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / ".venv"
+PYTHON = VENV / "bin" / "python"
+
+
+def _run(cmd: list[str], **kw) -> None:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    subprocess.run(cmd, check=True, **kw)
+
+
+def ensure_venv(extras: str) -> Path:
+    """Create the venv and install ``.[extras]``; return the venv's python."""
+    if not PYTHON.exists():
+        _run([sys.executable, "-m", "venv", str(VENV)])
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
+    stamp = VENV / f".installed-{extras}"
+    if not stamp.exists() or stamp.read_text() != digest:
+        pip = [str(PYTHON), "-m", "pip", "--disable-pip-version-check", "-q"]
+        _run([*pip, "install", "--upgrade", "pip"])
+        _run([*pip, "install", "-e", f"{ROOT}[{extras}]"], cwd=ROOT)
+        stamp.write_text(digest)
+    return PYTHON
+
+
+def chromium_path() -> str | None:
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def ensure_chromium() -> str | None:
+    """Install Debian's chromium when missing (as root, with apt-get); return its path."""
+    path = chromium_path()
+    if path or not shutil.which("apt-get") or os.geteuid() != 0:
+        return path
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    _run(["apt-get", "update", "-q"], env=env)
+    _run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium", "fonts-dejavu-core"], env=env)
+    return chromium_path()
