@@ -6,12 +6,12 @@ import os
 
 import pytest
 
-from metafold_jupyter.sandbox import Sandbox
-
 
 @pytest.fixture(scope="session")
 def sandbox_server():
     """A real sandbox on loopback (API + auth origin, and a download origin)."""
+    from metafold_jupyter.sandbox import Sandbox
+
     with Sandbox(workflow_duration=1.0) as sb:
         yield sb
 
@@ -32,3 +32,27 @@ def clean_environ(monkeypatch, tmp_path):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     yield
+
+
+@pytest.fixture(autouse=True)
+def clean_session(monkeypatch, tmp_path):
+    """Every test starts logged out, with its own user cache directory."""
+    from metafold_jupyter import kernel_session
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    kernel_session.logout()
+    yield
+    kernel_session.logout()
+
+
+def login_to(sb, **kwargs):
+    """Log in to a sandbox with its public client credentials, as a user's .env would."""
+    import metafold_jupyter as mf
+
+    return mf.login(sb.client_id, sb.client_secret, auth_domain=sb.url, base_url=sb.url, **kwargs)
+
+
+@pytest.fixture
+def session(sandbox):
+    """A kernel-level session logged in to the shared sandbox."""
+    return login_to(sandbox, project=sandbox.default_project_id)

@@ -1,0 +1,363 @@
+"""Session layer: the kernel-level session, the package's only mutable global.
+
+One :class:`Session` per kernel, shared by every cell: it holds the settings, the
+token source and the transport. ``login()`` builds a new one (exchanging a token
+at once, so bad credentials fail there) and only then replaces the old one, so a
+failed login leaves a working session untouched.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import sys
+import threading
+import time
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from .auth import ClientCredentials, Credentials, StaticToken
+from .config import Secret, Settings, ask_credentials, resolve_settings
+from .errors import APIError, ConfigError, NotLoggedInError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import os
+
+    import requests
+
+_LOGGER = logging.getLogger(__name__)
+
+_lock = threading.RLock()
+_current: Session | None = None
+_sandbox: Any = None  # the embedded sandbox this kernel started; reused by later logins
+
+
+class Session:
+    """The kernel-level Metafold session. Never shows the secret or the token."""
+
+    def __init__(self, settings: Settings, credentials: Credentials, transport: Any, *, sandbox: bool = False) -> None:
+        self._settings = settings
+        self._credentials = credentials
+        self._transport = transport
+        self._sandbox = sandbox
+        self._project_id = settings.project_id
+        self._closed = False
+
+    # -- state -----------------------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
+    def project_id(self) -> str | None:
+        """The default project of project-scoped calls (``METAFOLD_PROJECT_ID``)."""
+        return self._project_id
+
+    @property
+    def sandbox(self) -> bool:
+        return self._sandbox
+
+    @property
+    def base_url(self) -> str:
+        return self._settings.base_url
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def token_exchanges(self) -> int:
+        """How many client-credentials exchanges this session has made."""
+        return getattr(self._credentials, "exchanges", 0)
+
+    def status(self) -> dict[str, Any]:
+        """Where and as whom this session is logged in, and until when (no secret, no token)."""
+        expires_at = self._credentials.expires_at
+        expires_in = None if expires_at is None else max(0, int(expires_at.timestamp() - time.time()))
+        return {
+            "logged_in": not self._closed,
+            "client_id": self._settings.masked_client_id or "(access token)",
+            "sandbox": self._sandbox,
+            "project_id": self._project_id,
+            "base_url": self._settings.base_url,
+            "expires_at": expires_at,
+            "expires_in": expires_in,
+            "source": self._settings.source,
+            "refreshable": self._credentials.refreshable,
+            "token_exchanges": self.token_exchanges,
+        }
+
+    def describe(self) -> str:
+        """One status line, e.g. for ``%metafold_login``."""
+        s = self.status()
+        if not s["logged_in"]:
+            return "Logged out of Metafold."
+        where = "the Metafold sandbox" if s["sandbox"] else "Metafold"
+        parts = [f"Logged in to {where} at {s['base_url'].rstrip('/')} as {s['client_id']}"]
+        if s["source"]:
+            parts[0] += f" (credentials from {s['source']})"
+        parts.append(f"project {s['project_id']}" if s["project_id"] else "no default project")
+        if s["expires_at"] is not None:
+            renew = "renewed automatically" if s["refreshable"] else "cannot be renewed"
+            parts.append(
+                f"token valid until {s['expires_at']:%Y-%m-%d %H:%M} UTC "
+                f"({_duration(s['expires_in'])}, {renew})"
+            )
+        return " · ".join(parts)
+
+    def __repr__(self) -> str:
+        s = self.status()
+        if not s["logged_in"]:
+            return "<metafold_jupyter.Session logged out>"
+        kind = "sandbox" if s["sandbox"] else "metafold"
+        expiry = "" if s["expires_in"] is None else f" expires_in={_duration(s['expires_in'])}"
+        return (
+            f"<metafold_jupyter.Session {kind} {s['base_url'].rstrip('/')} "
+            f"client_id={s['client_id']!r} project={s['project_id']!r}{expiry}>"
+        )
+
+    def _repr_html_(self) -> str:
+        s = self.status()
+        rows = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>{html.escape(str(v))}</td></tr>"
+            for k, v in s.items()
+        )
+        return f"<table><caption>metafold_jupyter.Session</caption>{rows}</table>"
+
+    # -- project -----------------------------------------------------------------
+
+    def use_project(self, project_id: str | None) -> None:
+        """Set (after checking it exists) or clear the default project."""
+        if project_id is not None:
+            project_id = str(project_id)
+            self.get_json(f"/projects/{project_id}")  # a typo fails here, with the API's 404
+        self._project_id = project_id
+
+    def require_project(self, project: str | None = None) -> str:
+        """The project for a project-scoped call: explicit, else the default one.
+
+        Raises:
+            ConfigError: neither is set.
+        """
+        project = project or self._project_id
+        if not project:
+            raise ConfigError(
+                "no project given and no default project set",
+                hint="pass project=ID (--project ID), set METAFOLD_PROJECT_ID, or run %metafold project ID",
+            )
+        return str(project)
+
+    # -- requests ------------------------------------------------------------------
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """Send an authorized request to the API (a path or an absolute URL).
+
+        Raises:
+            APIError: any non-2xx answer (``TransportError`` when there was no answer).
+            NotLoggedInError: the session was logged out.
+        """
+        self._check_open()
+        return self._transport.request(method, path, **kwargs)
+
+    def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        """GET ``path`` and return the parsed JSON body."""
+        resp = self.request("GET", path, params=params)
+        try:
+            return resp.json()
+        except ValueError:
+            raise APIError(resp.status_code, "GET", resp.url, "the answer is not JSON") from None
+
+    def access_token(self) -> str:
+        """A valid (refreshed if due) token for your own calls. Keep it secret."""
+        self._check_open()
+        return self._credentials.token()
+
+    @property
+    def http(self) -> requests.Session:
+        """The underlying keep-alive requests.Session (no token attached by itself)."""
+        return self._transport.http
+
+    def close(self) -> None:
+        self._closed = True
+        self._transport.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise NotLoggedInError("this session was logged out")
+
+
+# -- the kernel-level session ------------------------------------------------------
+
+
+def login(
+    client_id: str | None = None,
+    client_secret: str | None = None,
+    *,
+    env_file: str | os.PathLike | None = None,
+    project: str | None = None,
+    sandbox: bool = False,
+    prompt: bool | None = None,
+    auth_domain: str | None = None,
+    base_url: str | None = None,
+    audience: str | None = None,
+    remember: bool = False,
+    timeout: tuple[float, float] | None = None,
+) -> Session:
+    """Start (or replace) the kernel-level session and exchange a token right away.
+
+    Credentials come from the arguments, the environment, a dotenv file, the embedded
+    sandbox (``sandbox=True`` or ``METAFOLD_SANDBOX=1``) or a prompt, in that order.
+
+    Args:
+        prompt: ``True`` always asks; ``False`` never does; ``None`` asks only when
+            nothing else supplied credentials (and the frontend can ask).
+        remember: reuse and keep the token in the user cache directory (0600) so a
+            restarted kernel does not exchange again.
+        timeout: ``(connect, read)`` seconds for every call (default 3.05, 30).
+
+    Raises:
+        ConfigError: missing or insecure settings.
+        AuthenticationError: the auth service rejected the credentials.
+    """
+    if sandbox:
+        settings = _sandbox_settings(project, timeout)
+    else:
+        resolution = resolve_settings(
+            client_id,
+            client_secret,
+            env_file=env_file,
+            project=project,
+            auth_domain=auth_domain,
+            base_url=base_url,
+            audience=audience,
+            timeout=timeout,
+        )
+        settings = resolution.settings
+        found = settings.has_pair or settings.access_token is not None
+        if prompt is True or not found:
+            if prompt is not True and resolution.sandbox_requested:
+                settings = _sandbox_settings(project or settings.project_id, timeout)
+            elif prompt is False or (prompt is None and not _can_prompt()):
+                raise resolution.missing_credentials_error()
+            else:
+                settings.checked()  # refuse an insecure URL before the user types a secret
+                cid, secret = ask_credentials()
+                settings = settings.with_credentials(cid, secret, "prompt")
+    return start_session(settings, remember=remember)
+
+
+def start_session(settings: Settings, *, remember: bool = False) -> Session:
+    """Build a session from resolved settings, exchange a token, and make it current."""
+    from .token_cache import TokenCache
+    from .transport import Transport, build_http, exchange_token
+
+    settings.checked()
+    http = build_http(settings)
+    credentials: Credentials
+    if settings.has_pair:
+        cache = TokenCache(settings.auth_origin, settings.audience, settings.client_id or "") if remember else None
+        credentials = ClientCredentials(partial(exchange_token, http, settings), cache=cache)
+    elif settings.access_token is not None:
+        credentials = StaticToken(settings.access_token)
+    else:
+        raise ConfigError("no credentials to log in with", hint="see %metafold_login?")
+    try:
+        credentials.token()  # bad credentials fail here, not in the first cell that needs them
+    except BaseException:
+        http.close()
+        raise
+    new = Session(settings, credentials, Transport(settings, credentials, http), sandbox=settings.sandbox)
+    global _current
+    with _lock:
+        old, _current = _current, new
+    if old is not None:
+        old.close()
+    _LOGGER.info("logged in to %s as %s (%s)", settings.base_url, settings.masked_client_id, settings.source)
+    return new
+
+
+def logout() -> None:
+    """Forget the credentials and the token; later calls raise NotLoggedInError."""
+    global _current
+    with _lock:
+        old, _current = _current, None
+    if old is not None:
+        old.close()
+
+
+def session() -> Session:
+    """The current kernel-level session.
+
+    Raises:
+        NotLoggedInError: nobody logged in (or after ``logout()``).
+    """
+    current = _current
+    if current is None:
+        raise NotLoggedInError()
+    return current
+
+
+def current_session() -> Session | None:
+    """The current session, or None (no error)."""
+    return _current
+
+
+def reset_session() -> None:
+    """Log out and stop the embedded sandbox (for tests)."""
+    global _sandbox
+    logout()
+    with _lock:
+        sb, _sandbox = _sandbox, None
+    if sb is not None:
+        sb.stop()
+
+
+def embedded_sandbox() -> Any:
+    """The sandbox this kernel runs (started on first use, then reused)."""
+    global _sandbox
+    with _lock:
+        if _sandbox is None:
+            from .sandbox import Sandbox  # the one place the library reaches into the sandbox
+
+            _sandbox = Sandbox().start()
+        return _sandbox
+
+
+def _sandbox_settings(project: str | None, timeout: tuple[float, float] | None) -> Settings:
+    sb = embedded_sandbox()
+    kw = {"timeout": timeout} if timeout else {}
+    return Settings(
+        client_id=sb.client_id,
+        client_secret=Secret(sb.client_secret),
+        project_id=project or sb.default_project_id,
+        auth_origin=sb.url,
+        base_url=sb.url + "/",
+        audience=sb.audience,
+        source="sandbox",
+        sandbox=True,
+        **kw,
+    )
+
+
+def _can_prompt() -> bool:
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if getattr(shell, "kernel", None) is not None:  # a Jupyter kernel asks through the frontend
+        return True
+    stdin = sys.stdin
+    try:
+        return stdin is not None and stdin.isatty()
+    except (ValueError, OSError):
+        return False
+
+
+def _duration(seconds: int | None) -> str:
+    if seconds is None:
+        return "unknown"
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    if seconds >= 60:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
+
