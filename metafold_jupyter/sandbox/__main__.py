@@ -1,0 +1,94 @@
+"""Command line: serve the Metafold sandbox in the foreground.
+
+    python -m metafold_jupyter.sandbox [--host 127.0.0.1] [--port N] ...
+    metafold-sandbox --port 8000
+
+Prints the URLs, the (public, fixed) sandbox credentials and the environment
+lines that point metafold-jupyter (or the official SDK) at it; Ctrl-C stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from typing import Sequence
+
+from .server import Sandbox
+
+__all__ = ["main", "build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="python -m metafold_jupyter.sandbox",
+        description="Serve a local Metafold API emulator (auth, API and download links) for demos and tests.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="API/auth port; 0 picks a free one (default: 0)")
+    parser.add_argument("--token-lifetime", type=int, default=86400, metavar="S", help="token lifetime in seconds")
+    parser.add_argument(
+        "--workflow-duration", type=float, default=3.0, metavar="S", help="seconds a dispatched workflow takes"
+    )
+    parser.add_argument("--link-lifetime", type=float, default=3600, metavar="S", help="download link lifetime")
+    parser.add_argument("--no-seed", action="store_true", help="start with an empty default project")
+    parser.add_argument("--bulk-projects", type=int, default=0, metavar="N", help="add N generated projects")
+    parser.add_argument("--bulk-asset-mib", type=int, default=0, metavar="N", help="add bulk.bin of N MiB")
+    parser.add_argument(
+        "--allow-remote", action="store_true", help="allow a non-loopback --host (the credentials are public!)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the sandbox until Ctrl-C (SIGINT) or SIGTERM; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    try:
+        sandbox = Sandbox(
+            args.host,
+            args.port,
+            token_lifetime=args.token_lifetime,
+            workflow_duration=args.workflow_duration,
+            link_lifetime=args.link_lifetime,
+            seed=not args.no_seed,
+            bulk_projects=args.bulk_projects,
+            bulk_asset_mib=args.bulk_asset_mib,
+            allow_remote=args.allow_remote,
+        ).start()
+    except (ValueError, OSError) as exc:
+        print(f"metafold-sandbox: {exc}", file=sys.stderr)
+        return 2
+    done = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        print(f"Metafold sandbox running at {sandbox.url}", flush=True)
+        print(f"  token URL:        {sandbox.token_url}")
+        print(f"  download origin:  {sandbox.download_url}")
+        print(f"  client ID:        {sandbox.client_id}")
+        print(f"  client secret:    {sandbox.client_secret}   (public sandbox value, not a real secret)")
+        print(f"  default project:  {sandbox.default_project_id}")
+        print("Environment for metafold-jupyter:")
+        for name, value in sandbox.env().items():
+            print(f"  {name}={value}")
+        print("Press Ctrl-C to stop.", flush=True)
+        while not done.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sandbox.stop()
+    print("Metafold sandbox stopped.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

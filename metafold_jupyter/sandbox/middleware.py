@@ -1,0 +1,181 @@
+"""The gate in front of both origins: request log, latency and injected faults.
+
+Every request is recorded on arrival (its status is filled in when the answer
+starts), then delayed by the configured latency (API origin only), then checked
+against the injected faults, all before the wrapped app (and so before any
+token check) sees it. Sleeps wait on the sandbox's stop event, so ``stop()``
+never waits for a sleeping handler: the request is dropped instead.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from .faults import FaultInjector, fault_response
+
+__all__ = ["RequestRecord", "Monitor", "Gate", "ConnectionDropped"]
+
+_LOGGER = logging.getLogger(__name__)
+
+WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
+
+
+class ConnectionDropped(ConnectionAbortedError):
+    """Raised out of the app after closing the socket; werkzeug treats it as a dropped connection."""
+
+
+@dataclass
+class RequestRecord:
+    """One request as the sandbox saw it.
+
+    Attributes:
+        origin: ``"api"`` (API and auth) or ``"download"``.
+        method: HTTP method.
+        path: URL path.
+        query: raw query string ("" if none).
+        status: the status answered, or None if the connection was dropped
+            (or the answer has not started yet).
+        authorization: the raw Authorization header, or None.
+        time: arrival time (POSIX seconds).
+    """
+
+    origin: str
+    method: str
+    path: str
+    query: str
+    status: int | None
+    authorization: str | None
+    time: float
+
+
+class Monitor:
+    """Shared state of the gates: log, counters, latency, faults and the stop event."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: list[RequestRecord] = []
+        self._token_exchanges = 0
+        self.latency = 0.0
+        self.faults = FaultInjector()
+        self.stopping = threading.Event()
+
+    def record(self, record: RequestRecord) -> None:
+        """Append a record (and count token exchanges)."""
+        with self._lock:
+            self._records.append(record)
+            if record.origin == "api" and record.method == "POST" and record.path == "/oauth/token":
+                self._token_exchanges += 1
+
+    def set_status(self, record: RequestRecord, status: int | None) -> None:
+        """Fill in the answered status of a record."""
+        with self._lock:
+            record.status = status
+
+    @property
+    def records(self) -> list[RequestRecord]:
+        """Snapshot copies of every record."""
+        with self._lock:
+            return [copy.copy(r) for r in self._records]
+
+    @property
+    def token_exchanges(self) -> int:
+        """Number of ``POST /oauth/token`` requests received."""
+        with self._lock:
+            return self._token_exchanges
+
+    def reset(self) -> None:
+        """Clear the log, the counters, the faults and the latency."""
+        with self._lock:
+            self._records.clear()
+            self._token_exchanges = 0
+        self.latency = 0.0
+        self.faults.clear()
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep unless the sandbox stops first; return True if it is stopping."""
+        return self.stopping.wait(seconds)
+
+
+class Gate:
+    """WSGI middleware applying the monitor to one origin.
+
+    Args:
+        app: the wrapped WSGI app.
+        origin: ``"api"`` or ``"download"``.
+        monitor: the shared monitor.
+    """
+
+    def __init__(self, app: WSGIApp, origin: str, monitor: Monitor) -> None:
+        self.app = app
+        self.origin = origin
+        self.monitor = monitor
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        path = environ.get("PATH_INFO", "") or "/"
+        record = RequestRecord(
+            origin=self.origin,
+            method=method,
+            path=path,
+            query=environ.get("QUERY_STRING", ""),
+            status=None,
+            authorization=environ.get("HTTP_AUTHORIZATION"),
+            time=time.time(),
+        )
+        monitor = self.monitor
+        monitor.record(record)
+
+        def recording_start_response(status: str, headers: list, exc_info: Any = None) -> Callable:
+            monitor.set_status(record, int(status.split(None, 1)[0]))
+            return start_response(status, headers, exc_info)
+
+        latency = monitor.latency if self.origin == "api" else 0.0
+        if latency > 0 and monitor.sleep(latency):
+            self._drop(environ)
+        fault = monitor.faults.take(self.origin, method, path)
+        if fault is not None:
+            _LOGGER.debug("fault on %s %s %s: %s", self.origin, method, path, fault)
+            if fault.delay > 0 and monitor.sleep(fault.delay):
+                self._drop(environ)
+            if fault.drop:
+                # Read the body first so the client sees a clean close, not a reset.
+                self._drain(environ)
+                self._drop(environ)
+            if fault.answers:
+                self._drain(environ)
+                return fault_response(fault, path)(environ, recording_start_response)
+        return self.app(environ, recording_start_response)
+
+    @staticmethod
+    def _drain(environ: dict[str, Any]) -> None:
+        # Read the request body so the client is not cut off mid-upload.
+        stream = environ.get("wsgi.input")
+        length = environ.get("CONTENT_LENGTH")
+        if stream is None or not length:
+            return
+        try:
+            remaining = int(length)
+        except ValueError:
+            return
+        while remaining > 0:
+            chunk = stream.read(min(remaining, 1 << 20))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+
+    @staticmethod
+    def _drop(environ: dict[str, Any]) -> None:
+        """Close the connection without an answer (the client sees it dropped)."""
+        sock = environ.get("werkzeug.socket")
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        raise ConnectionDropped("connection dropped by the sandbox")

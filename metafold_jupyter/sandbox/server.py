@@ -1,0 +1,426 @@
+"""``Sandbox``: the two loopback servers (API + auth, and downloads) and their controls.
+
+Each origin is a werkzeug threaded WSGI server serving in its own thread. The
+server class here tracks its handler threads and their sockets, so ``stop()``
+can close connections that a client keeps open (or a request stuck in an
+injected delay) and leave no thread or listening socket behind.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import shutil
+import socket
+import tempfile
+import threading
+import time
+import weakref
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+
+from . import seed
+from .app import SandboxApp
+from .constants import AUDIENCE, SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
+from .downloads import DownloadApp, LinkSigner
+from .faults import Fault
+from .middleware import Gate, Monitor, RequestRecord
+from .store import Store
+from .tokens import TokenIssuer
+
+__all__ = ["Sandbox"]
+
+_LOGGER = logging.getLogger(__name__)
+_JOIN_TIMEOUT = 5.0
+
+
+class _Handler(WSGIRequestHandler):
+    """werkzeug's handler, logging to this module's logger instead of stderr."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log(self, type: str, message: str, *args: Any) -> None:  # noqa: A002 - werkzeug's signature
+        _LOGGER.debug("%s %s", self.address_string(), message % args if args else message)
+
+
+class _Server(ThreadedWSGIServer):
+    """A threaded WSGI server that can close its live connections on shutdown.
+
+    Args:
+        sock: a bound, listening socket (binding here gives a plain OSError
+            instead of werkzeug's ``sys.exit`` on a busy port).
+        app: the WSGI app.
+        name: thread name prefix.
+    """
+
+    def __init__(self, sock: socket.socket, app: Any, name: str) -> None:
+        self.name = name
+        self._live: dict[threading.Thread, socket.socket] = {}
+        self._live_lock = threading.Lock()
+        host, port = sock.getsockname()[:2]
+        super().__init__(host, port, app, handler=_Handler, fd=sock.fileno())
+        sock.close()  # the server holds its own duplicate of the descriptor
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(
+            target=self._process, args=(request, client_address), name=f"{self.name}-request", daemon=True
+        )
+        with self._live_lock:
+            self._live[thread] = request
+        thread.start()
+
+    def _process(self, request: Any, client_address: Any) -> None:
+        try:
+            self.process_request_thread(request, client_address)
+        finally:
+            with self._live_lock:
+                self._live.pop(threading.current_thread(), None)
+
+    def close_connections(self, timeout: float) -> None:
+        """Shut down every open connection and wait for its handler thread."""
+        with self._live_lock:
+            live = list(self._live.items())
+        for _, conn in live:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        deadline = time.monotonic() + timeout
+        for thread, _ in live:
+            thread.join(max(deadline - time.monotonic(), 0.0))
+            if thread.is_alive():
+                _LOGGER.warning("sandbox handler thread %s did not stop", thread.name)
+
+    def log(self, type: str, message: str, *args: Any) -> None:  # noqa: A002
+        _LOGGER.debug(message, *args)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        _LOGGER.debug("error while handling a request from %s", client_address, exc_info=True)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _origin(host: str, port: int) -> str:
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class Sandbox:
+    """A local Metafold: auth service, API and download links on loopback.
+
+    Args:
+        host: interface to listen on; loopback only unless ``allow_remote``.
+        port: API/auth port (0 picks a free one). The download origin always
+            gets a free port of its own.
+        token_lifetime: seconds issued tokens live (``expires_in``).
+        workflow_duration: seconds a dispatched workflow takes in total. A run
+            request may override it with the parameter ``"sandbox.duration": "<s>"``.
+        link_lifetime: seconds a signed download link stays valid.
+        seed: load the demo data (otherwise only an empty default project).
+        bulk_projects: extra generated projects (for benchmarks).
+        bulk_asset_mib: if > 0, add ``bulk.bin`` of that many MiB (deterministic
+            bytes in a temporary file) to the default project.
+        allow_remote: allow a non-loopback ``host``.
+
+    Raises:
+        ValueError: on a non-loopback host without ``allow_remote``, or bad numbers.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        token_lifetime: int = 86400,
+        workflow_duration: float = 3.0,
+        link_lifetime: float = 3600,
+        seed: bool = True,
+        bulk_projects: int = 0,
+        bulk_asset_mib: int = 0,
+        allow_remote: bool = False,
+    ) -> None:
+        if not _is_loopback(host) and not allow_remote:
+            raise ValueError(
+                f"refusing to serve the sandbox on {host!r}: it is not a loopback address and the sandbox's "
+                "credentials are public; use 127.0.0.1, or pass allow_remote=True (--allow-remote) to expose it"
+            )
+        if token_lifetime <= 0 or workflow_duration <= 0 or link_lifetime <= 0:
+            raise ValueError("token_lifetime, workflow_duration and link_lifetime must be positive")
+        if bulk_projects < 0 or bulk_asset_mib < 0:
+            raise ValueError("bulk_projects and bulk_asset_mib must not be negative")
+        self.host = host
+        self.port = port
+        self.client_id = SANDBOX_CLIENT_ID
+        self.client_secret = SANDBOX_CLIENT_SECRET
+        self.audience = AUDIENCE
+        self._seed = seed
+        self._bulk_projects = bulk_projects
+        self._url: str | None = None
+        self._download_url: str | None = None
+        self._servers: list[_Server] = []
+        self._threads: list[threading.Thread] = []
+        self._state_lock = threading.Lock()
+        self._state = "new"
+
+        self._tmp = Path(tempfile.mkdtemp(prefix="metafold-sandbox-"))
+        self._cleanup = weakref.finalize(self, shutil.rmtree, str(self._tmp), True)
+        self._bulk_asset = None
+        if bulk_asset_mib > 0:
+            path = self._tmp / "bulk.bin"
+            size, checksum = seed.write_bulk_file(path, bulk_asset_mib)
+            self._bulk_asset = (path, size, checksum)
+
+        self._monitor = Monitor()
+        self.store = Store(self._tmp / "blobs", workflow_duration=workflow_duration)
+        self.tokens = TokenIssuer(lambda: f"{self._public_url() or 'http://sandbox.invalid'}/", AUDIENCE, token_lifetime)
+        self.signer = LinkSigner(lambda: self._download_url or "http://127.0.0.1:0", link_lifetime)
+        self.api_app = SandboxApp(
+            self.store,
+            self.tokens,
+            self.signer,
+            client_id=self.client_id,
+            client_secret=self.client_secret,
+            audience=self.audience,
+            public_url=self._public_url,
+        )
+        self.download_app = DownloadApp(self.store, self.signer)
+        self.app = Gate(self.api_app, "api", self._monitor)
+        self._download_gate = Gate(self.download_app, "download", self._monitor)
+        self._load()
+
+    # --------------------------------------------------------------- lifecycle
+    def _public_url(self) -> str | None:
+        return self._url
+
+    def start(self) -> "Sandbox":
+        """Bind both ports and serve in background threads; returns ``self``.
+
+        Raises:
+            OSError: if a port cannot be bound.
+            RuntimeError: if the sandbox was stopped already.
+        """
+        with self._state_lock:
+            if self._state == "running":
+                return self
+            if self._state == "stopped":
+                raise RuntimeError("a stopped Sandbox cannot be restarted; create a new one")
+            api_sock = _listen(self.host, self.port)
+            try:
+                download_sock = _listen(self.host, 0)
+            except OSError:
+                api_sock.close()
+                raise
+            api_port, download_port = api_sock.getsockname()[1], download_sock.getsockname()[1]
+            self._servers = [
+                _Server(api_sock, self.app, "metafold-sandbox-api"),
+                _Server(download_sock, self._download_gate, "metafold-sandbox-download"),
+            ]
+            self._url = _origin(self.host, api_port)
+            self._download_url = _origin(self.host, download_port)
+            for server in self._servers:
+                thread = threading.Thread(
+                    target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"{server.name}-serve", daemon=True
+                )
+                thread.start()
+                self._threads.append(thread)
+            self._state = "running"
+        _LOGGER.info("Metafold sandbox serving on %s (downloads on %s)", self._url, self._download_url)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close open connections, join every thread and delete the temp files (idempotent)."""
+        with self._state_lock:
+            if self._state == "stopped":
+                return
+            was_running = self._state == "running"
+            self._state = "stopped"
+        self._monitor.stopping.set()
+        if was_running:
+            for server in self._servers:
+                server.shutdown()
+            for thread in self._threads:
+                thread.join(_JOIN_TIMEOUT)
+            for server in self._servers:
+                server.server_close()
+                server.close_connections(_JOIN_TIMEOUT)
+        self._cleanup()
+        _LOGGER.info("Metafold sandbox stopped")
+
+    def __enter__(self) -> "Sandbox":
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<Sandbox {self._state} url={self._url!r} download_url={self._download_url!r}>"
+
+    # --------------------------------------------------------------- origins
+    @property
+    def url(self) -> str:
+        """API and auth origin, e.g. ``http://127.0.0.1:8123`` (no trailing slash)."""
+        if self._url is None:
+            raise RuntimeError("the sandbox is not started; call start() first")
+        return self._url
+
+    @property
+    def token_url(self) -> str:
+        """``<url>/oauth/token``."""
+        return self.url + "/oauth/token"
+
+    @property
+    def download_url(self) -> str:
+        """The second origin, serving signed download links (no token needed)."""
+        if self._download_url is None:
+            raise RuntimeError("the sandbox is not started; call start() first")
+        return self._download_url
+
+    @property
+    def default_project_id(self) -> str:
+        """ID of the main demo project ("Sandbox playground")."""
+        return str(self.store.default_project_id)
+
+    # ------------------------------------------------------------------ state
+    def _load(self) -> None:
+        seed.load(self.store, demo=self._seed, bulk_projects=self._bulk_projects, bulk_asset=self._bulk_asset)
+
+    def reset(self) -> None:
+        """Restore the seeded data; clear faults, latency, revocations and logs (same ports)."""
+        with self.store.lock:
+            self.store.clear()
+            self._load()
+        self._monitor.reset()
+        self.tokens.reset()
+
+    def env(self) -> dict[str, str]:
+        """The ``METAFOLD_*`` settings that point a client at this sandbox."""
+        return {
+            "METAFOLD_AUTH_DOMAIN": self.url,
+            "METAFOLD_BASE_URL": self.url,
+            "METAFOLD_CLIENT_ID": self.client_id,
+            "METAFOLD_CLIENT_SECRET": self.client_secret,
+            "METAFOLD_PROJECT_ID": self.default_project_id,
+        }
+
+    def set_quota(self, **remaining: int) -> None:
+        """Set remaining quota counts, e.g. ``set_quota(project=0)`` to test the 403."""
+        self.store.set_quota(**remaining)
+
+    # ------------------------------------------------------------------ faults
+    def inject(
+        self,
+        path: str,
+        *,
+        method: str | None = None,
+        status: int | None = None,
+        count: int = 1,
+        retry_after: float | str | None = None,
+        body: str | bytes | None = None,
+        content_type: str | None = None,
+        drop: bool = False,
+        delay: float = 0.0,
+        redirect: str | None = None,
+        origin: str = "api",
+    ) -> None:
+        """Script a fault for the next ``count`` requests matching ``path`` (exact or fnmatch glob).
+
+        Args:
+            path: request path or glob, e.g. ``"/projects/*/assets"``, ``"/oauth/token"``.
+            method: only this HTTP method (default: any).
+            status: answer this status, with a body in the shape of that origin
+                (Auth0, API, or S3 XML) unless ``body`` is given.
+            count: how many requests it hits.
+            retry_after: adds ``Retry-After`` (seconds).
+            body: answer this body instead (with ``content_type``).
+            content_type: e.g. ``"text/html"`` for a proxy's 502 page.
+            drop: close the connection without any answer.
+            delay: sleep first (then answer normally unless status/drop is set).
+            redirect: answer 307 (or ``status``) with ``Location: redirect``.
+            origin: ``"api"`` or ``"download"``.
+
+        Raises:
+            ValueError: on inconsistent arguments.
+        """
+        self._monitor.faults.add(
+            Fault(
+                path=path,
+                method=method,
+                status=status,
+                count=count,
+                retry_after=retry_after,
+                body=body,
+                content_type=content_type,
+                drop=drop,
+                delay=delay,
+                redirect=redirect,
+                origin=origin,
+            )
+        )
+
+    def clear_faults(self) -> None:
+        """Remove every pending fault."""
+        self._monitor.faults.clear()
+
+    @property
+    def faults(self) -> list[Fault]:
+        """Copies of the faults still pending."""
+        return self._monitor.faults.pending()
+
+    @property
+    def latency(self) -> float:
+        """Seconds added to every API-origin request (settable at runtime)."""
+        return self._monitor.latency
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("latency must not be negative")
+        self._monitor.latency = float(seconds)
+
+    def revoke_tokens(self) -> None:
+        """Make every token issued so far answer 401 (like deleting the client)."""
+        self.tokens.revoke_all()
+
+    # ------------------------------------------------------------- observation
+    @property
+    def token_exchanges(self) -> int:
+        """Number of ``POST /oauth/token`` requests received (any outcome)."""
+        return self._monitor.token_exchanges
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """Snapshot of every request received since the last reset."""
+        return self._monitor.records
+
+    @property
+    def issued_tokens(self) -> list[str]:
+        """Every access token issued since the last reset."""
+        return self.tokens.issued
