@@ -46,7 +46,8 @@ SPECS = {
     "workflows": ListSpec(("id", "created", "started", "finished"), ("id", "state")),
 }
 
-_AND = re.compile(r"\s+AND\s+", re.IGNORECASE)
+# A trailing "AND" also splits, leaving an empty (rejected) term.
+_AND = re.compile(r"\s+AND(?:\s+|$)", re.IGNORECASE)
 _SORT = re.compile(r"^\s*([A-Za-z_]+)\s*:\s*(1|-1)\s*$")
 
 
