@@ -172,7 +172,7 @@ class StaticToken:
 
     def __init__(self, token: Secret, *, clock: Callable[[], float] = time.time) -> None:
         self._token = token
-        self._clock = clock
+        self.clock = clock
         self._exp = jwt_expiry(token.reveal())
         self._rejected = False
 

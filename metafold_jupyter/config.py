@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .errors import ConfigError
+from .errors import ConfigError, MissingCredentialsError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class Resolution:
     looked_in: list[str]
     sandbox_requested: bool = False
 
-    def missing_credentials_error(self) -> ConfigError:
+    def missing_credentials_error(self) -> MissingCredentialsError:
         s = self.settings
         where = ", ".join(self.looked_in)
         if s.client_id and not s.client_secret:
@@ -142,7 +142,7 @@ class Resolution:
             what = f"{ENV_CLIENT_ID} is not set (but {ENV_CLIENT_SECRET} is)"
         else:
             what = f"{ENV_CLIENT_ID} and {ENV_CLIENT_SECRET} are not set"
-        return ConfigError(
+        return MissingCredentialsError(
             f"no Metafold credentials: {what}; looked in {where}",
             hint=(
                 "put both in a .env file, or log in with %metafold_login --prompt, "

@@ -14,10 +14,12 @@ __all__ = [
     "MetafoldError",
     "NotLoggedInError",
     "ConfigError",
+    "MissingCredentialsError",
     "AuthenticationError",
     "APIError",
     "TransportError",
     "PollTimeout",
+    "IntegrityError",
     "redact_url",
 ]
 
@@ -71,6 +73,10 @@ class NotLoggedInError(MetafoldError):
 
 class ConfigError(MetafoldError):
     """Missing or invalid settings, including an insecure (plain-http) URL."""
+
+
+class MissingCredentialsError(ConfigError):
+    """No client ID/secret pair (nor access token) was found anywhere: a prompt may ask."""
 
 
 class AuthenticationError(MetafoldError):
@@ -178,6 +184,15 @@ class PollTimeout(MetafoldError):
             f"workflow {workflow_id} did not finish within {timeout:g} s{where}",
             hint=f"it keeps running remotely; check it later with %metafold workflows --q id:{workflow_id}",
         )
+
+
+class IntegrityError(MetafoldError):
+    """A download does not match the size or the checksum the API announced."""
+
+    def __init__(self, message: str, *, expected: str | None = None, actual: str | None = None) -> None:
+        super().__init__(message, hint="download it again; if this persists the stored asset may be damaged")
+        self.expected = expected
+        self.actual = actual
 
 
 def _hint_for(status: int | None) -> str:

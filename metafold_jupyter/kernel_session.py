@@ -217,34 +217,46 @@ def login(
         timeout: ``(connect, read)`` seconds for every call (default 3.05, 30).
 
     Raises:
-        ConfigError: missing or insecure settings.
+        MissingCredentialsError: nothing supplied credentials and no prompt was possible.
+        ConfigError: other missing or insecure settings.
         AuthenticationError: the auth service rejected the credentials.
     """
     if sandbox:
-        settings = _sandbox_settings(project, timeout)
-    else:
-        resolution = resolve_settings(
-            client_id,
-            client_secret,
-            env_file=env_file,
-            project=project,
-            auth_domain=auth_domain,
-            base_url=base_url,
-            audience=audience,
-            timeout=timeout,
-        )
-        settings = resolution.settings
-        found = settings.has_pair or settings.access_token is not None
-        if prompt is True or not found:
-            if prompt is not True and resolution.sandbox_requested:
-                settings = _sandbox_settings(project or settings.project_id, timeout)
-            elif prompt is False or (prompt is None and not _can_prompt()):
-                raise resolution.missing_credentials_error()
-            else:
-                settings.checked()  # refuse an insecure URL before the user types a secret
-                cid, secret = ask_credentials()
-                settings = settings.with_credentials(cid, secret, "prompt")
+        return start_session(_sandbox_settings(project, timeout), remember=remember)
+    resolution = resolve_settings(
+        client_id,
+        client_secret,
+        env_file=env_file,
+        project=project,
+        auth_domain=auth_domain,
+        base_url=base_url,
+        audience=audience,
+        timeout=timeout,
+    )
+    settings = resolution.settings
+    found = settings.has_pair or settings.access_token is not None
+    if prompt is True or not found:
+        if prompt is not True and resolution.sandbox_requested:
+            settings = _sandbox_settings(project or settings.project_id, timeout)
+        elif prompt is False or (prompt is None and not _can_prompt()):
+            raise resolution.missing_credentials_error()
+        else:
+            settings.checked()  # refuse an insecure URL before the user types a secret
+            cid, secret = ask_credentials()
+            settings = settings.with_credentials(cid, secret, "prompt")
     return start_session(settings, remember=remember)
+
+
+def login_with_prompted(client_id: str, client_secret: str, **options: Any) -> Session:
+    """Log in with a pair typed into a prompt (the login form); other settings resolve as usual.
+
+    Args:
+        options: ``env_file``, ``project``, ``auth_domain``, ``base_url``, ``audience``,
+            ``remember``, ``timeout`` as for :func:`login`.
+    """
+    remember = options.pop("remember", False)
+    settings = resolve_settings(**options).settings
+    return start_session(settings.with_credentials(client_id, client_secret, "prompt"), remember=remember)
 
 
 def start_session(settings: Settings, *, remember: bool = False) -> Session:

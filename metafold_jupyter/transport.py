@@ -179,12 +179,14 @@ class Transport:
         *,
         data: Any = None,
         timeout: float | tuple[float, float] | None = None,
+        authorize: bool = True,
         **kwargs: Any,
     ) -> requests.Response:
         """Send one request; on a 401, refresh the token and replay once.
 
         ``data`` may be a zero-argument callable returning a fresh body (a stream that
-        can only be read once), so that the replay can send it again.
+        can only be read once), so that the replay can send it again. With
+        ``authorize=False`` no token is sent at all (signed download links).
 
         Raises:
             APIError: any non-2xx answer, with the API's own message.
@@ -197,10 +199,11 @@ class Transport:
         for attempt in (1, 2):
             body = data() if callable(data) else data
             try:
-                resp = self.http.request(method, url, data=body, timeout=timeout, auth=self.auth, **kwargs)
+                auth = self.auth if authorize else NO_AUTH
+                resp = self.http.request(method, url, data=body, timeout=timeout, auth=auth, **kwargs)
             except requests.RequestException as exc:
                 raise _transport_error(method, url, exc, timeout) from None
-            if resp.status_code != 401 or attempt == 2 or not self.credentials.refreshable:
+            if resp.status_code != 401 or attempt == 2 or not authorize or not self.credentials.refreshable:
                 break
             sent = resp.request.headers.get("Authorization", "")
             if not sent.startswith("Bearer ") or (body is not None and not callable(data) and _is_stream(body)):
@@ -279,12 +282,13 @@ def _is_stream(body: Any) -> bool:
 
 def _transport_error(method: str, url: str, exc: BaseException, timeout: Any) -> TransportError:
     connect_t, read_t = timeout if isinstance(timeout, tuple) else (timeout, timeout)
-    if isinstance(exc, requests.ConnectTimeout):
+    text = repr(exc)
+    if isinstance(exc, requests.ConnectTimeout) or "ConnectTimeoutError" in text:
         message = f"could not connect within {connect_t:g} s"
-    elif isinstance(exc, requests.ReadTimeout):
+    elif isinstance(exc, requests.ReadTimeout) or "ReadTimeoutError" in text:
+        # after the read retry, requests reports a read timeout as a ConnectionError
         message = f"no answer within {read_t:g} s (read timeout)"
     elif isinstance(exc, requests.ConnectionError):
-        text = repr(exc)
         if "Connection refused" in text or "NewConnectionError" in text:
             message = "connection refused (is the server running?)"
         elif "NameResolution" in text or "Name or service not known" in text:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from helpers import login_to
 
 
 @pytest.fixture(scope="session")
@@ -43,13 +44,6 @@ def clean_session(monkeypatch, tmp_path):
     kernel_session.logout()
     yield
     kernel_session.logout()
-
-
-def login_to(sb, **kwargs):
-    """Log in to a sandbox with its public client credentials, as a user's .env would."""
-    import metafold_jupyter as mf
-
-    return mf.login(sb.client_id, sb.client_secret, auth_domain=sb.url, base_url=sb.url, **kwargs)
 
 
 @pytest.fixture

@@ -1,0 +1,58 @@
+"""No client secret or token in exceptions, reprs or logs captured at DEBUG."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+import pytest
+from helpers import leaks, login_to, secrets_of
+
+import metafold_jupyter as mf
+from metafold_jupyter.errors import MetafoldError
+
+
+def shown(exc: BaseException) -> list[str]:
+    return [str(exc), repr(exc), "".join(traceback.format_exception(exc))]
+
+
+@pytest.fixture
+def debug_logs(caplog):
+    for name in ("", "urllib3", "metafold_jupyter", "requests"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    return caplog
+
+
+def test_no_secret_or_token_in_errors_or_debug_logs(sandbox, debug_logs):
+    texts: list[str] = []
+
+    def attempt(fn):
+        try:
+            fn()
+        except MetafoldError as exc:
+            texts.extend(shown(exc))
+
+    attempt(lambda: mf.login(sandbox.client_id, sandbox.client_secret + "x",
+                             auth_domain=sandbox.url, base_url=sandbox.url))
+    s = login_to(sandbox, timeout=(1, 0.5))
+    texts += [repr(s), str(s.status()), s._repr_html_(), s.describe(), repr(s._credentials), repr(s.settings)]
+    sandbox.revoke_tokens()
+    s.get_json("/user/usage")  # 401, refresh, replay
+    sandbox.inject("/user/usage", status=503, count=2, retry_after=0)
+    s.get_json("/user/usage")
+    sandbox.inject("/user/quota", status=401, count=2)
+    attempt(lambda: s.get_json("/user/quota"))
+    sandbox.inject("/projects", method="POST", status=500, count=1)
+    attempt(lambda: s.request("POST", "/projects", json={"name": "x"}))
+    sandbox.inject("/user/license", delay=30, count=3)
+    attempt(lambda: s.get_json("/user/license"))
+    attempt(lambda: s.get_json("/projects/999999"))
+    attempt(lambda: s.request("GET", "http://127.0.0.1:9/"))
+    sandbox.inject("/oauth/token", status=503, count=20)
+    s._credentials.invalidate(s._credentials.token())
+    attempt(lambda: s.get_json("/user/usage"))
+    texts += [r.getMessage() for r in debug_logs.records]
+    texts.append(debug_logs.text)
+    assert len(debug_logs.records) > 5  # the logs really were captured
+    assert len([t for t in texts if "failed" in t or "refused" in t]) >= 5
+    assert leaks(texts, secrets_of(sandbox)) == []

@@ -1,0 +1,239 @@
+"""The kernel-level session against the sandbox over loopback HTTP."""
+
+from __future__ import annotations
+
+import os
+import stat
+from datetime import datetime, timezone
+
+import pytest
+import requests
+from helpers import login_to
+
+import metafold_jupyter as mf
+from metafold_jupyter import kernel_session
+from metafold_jupyter.errors import (
+    APIError,
+    AuthenticationError,
+    ConfigError,
+    NotLoggedInError,
+)
+
+
+def write_env(path, sb, **extra):
+    values = {
+        "METAFOLD_CLIENT_ID": sb.client_id,
+        "METAFOLD_CLIENT_SECRET": sb.client_secret,
+        "METAFOLD_AUTH_DOMAIN": sb.url,
+        "METAFOLD_BASE_URL": sb.url,
+        **extra,
+    }
+    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    path.chmod(0o600)
+    return path
+
+
+def test_login_exchanges_once_and_status_shows_no_secret(sandbox):
+    s = login_to(sandbox, project=sandbox.default_project_id)
+    assert sandbox.token_exchanges == 1
+    st = s.status()
+    assert st["logged_in"] is True and st["project_id"] == sandbox.default_project_id
+    assert st["base_url"] == sandbox.url + "/"
+    assert isinstance(st["expires_at"], datetime) and st["expires_at"].tzinfo == timezone.utc
+    assert 86000 < st["expires_in"] <= 86400
+    assert st["client_id"] != sandbox.client_id and "…" in st["client_id"]
+    shown = repr(s) + s._repr_html_() + str(st) + s.describe()
+    assert sandbox.client_secret not in shown and sandbox.issued_tokens[0] not in shown
+    assert mf.session() is s
+
+
+def test_login_from_dotenv_leaves_environ_untouched(sandbox, tmp_path):
+    env = write_env(tmp_path / ".env", sandbox)
+    s = mf.login()
+    assert s.status()["source"] == str(env)
+    assert not any(k.startswith("METAFOLD_") for k in os.environ)
+    assert s.get_json("/user/license")["product"]
+
+
+def test_login_environment_wins_over_dotenv(sandbox, tmp_path, monkeypatch):
+    write_env(tmp_path / ".env", sandbox, METAFOLD_CLIENT_SECRET="wrong-secret-in-dotenv")
+    monkeypatch.setenv("METAFOLD_CLIENT_SECRET", sandbox.client_secret)
+    assert mf.login().status()["source"] == f"{tmp_path / '.env'} + environment"
+
+
+def test_login_wrong_secret_fails_after_exactly_one_exchange(sandbox):
+    with pytest.raises(AuthenticationError) as info:
+        mf.login(sandbox.client_id, "not-the-secret", auth_domain=sandbox.url, base_url=sandbox.url)
+    err = info.value
+    assert (err.status, err.error, err.error_description) == (401, "access_denied", "Unauthorized")
+    assert sandbox.token_exchanges == 1
+    assert "not-the-secret" not in str(err) + repr(err)
+    with pytest.raises(NotLoggedInError):
+        mf.session()
+
+
+def test_login_wrong_audience_is_403(sandbox):
+    with pytest.raises(AuthenticationError) as info:
+        login_to(sandbox, audience="https://elsewhere.example.com")
+    assert info.value.status == 403 and "not authorized" in info.value.error_description
+
+
+def test_failed_login_keeps_the_previous_session(session, sandbox):
+    with pytest.raises(AuthenticationError):
+        mf.login(sandbox.client_id, "bad", auth_domain=sandbox.url, base_url=sandbox.url)
+    assert mf.session() is session and session.get_json("/user/usage")
+
+
+def test_login_replaces_and_closes_the_old_session(session, sandbox):
+    new = login_to(sandbox)
+    assert mf.session() is new and session.closed
+    with pytest.raises(NotLoggedInError):
+        session.get_json("/user/usage")
+
+
+def test_logout_then_calls_raise_not_logged_in(session):
+    mf.logout()
+    with pytest.raises(NotLoggedInError):
+        mf.session()
+    with pytest.raises(NotLoggedInError):
+        session.request("GET", "/user/usage")
+    assert session.status()["logged_in"] is False
+
+
+def test_login_without_credentials_names_what_is_missing(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        mf.login(prompt=False)
+    assert "METAFOLD_CLIENT_ID and METAFOLD_CLIENT_SECRET are not set" in str(info.value)
+    assert f"no .env from {tmp_path}" in str(info.value)
+
+
+def test_login_missing_env_file_is_an_error_not_a_fallback(sandbox, monkeypatch, tmp_path):
+    monkeypatch.setenv("METAFOLD_CLIENT_ID", sandbox.client_id)
+    monkeypatch.setenv("METAFOLD_CLIENT_SECRET", sandbox.client_secret)
+    with pytest.raises(ConfigError, match="does not exist"):
+        mf.login(env_file=tmp_path / "missing.env")
+    assert sandbox.token_exchanges == 0
+
+
+def test_login_sandbox_flag_when_nothing_else(monkeypatch):
+    monkeypatch.setenv("METAFOLD_SANDBOX", "1")
+    try:
+        s = mf.login(prompt=False)
+        st = s.status()
+        assert st["sandbox"] is True and st["source"] == "sandbox" and st["project_id"]
+        assert s.get_json("/projects")
+    finally:
+        kernel_session.reset_session()
+
+
+def test_login_sandbox_true_starts_an_embedded_sandbox():
+    try:
+        s = mf.login(sandbox=True)
+        assert s.status()["sandbox"] and "sandbox" in s.describe()
+        again = mf.login(sandbox=True)  # the same embedded sandbox is reused
+        assert again.base_url == s.base_url
+    finally:
+        kernel_session.reset_session()
+
+
+def test_login_prompt_asks_with_getpass(sandbox, monkeypatch):
+    monkeypatch.setattr("builtins.input", lambda prompt="": sandbox.client_id)
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": sandbox.client_secret)
+    s = mf.login(prompt=True, auth_domain=sandbox.url, base_url=sandbox.url)
+    assert s.status()["source"] == "prompt"
+
+
+def test_login_prompt_refuses_insecure_url_before_asking(monkeypatch):
+    asked = []
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": asked.append(prompt) or "x")
+    monkeypatch.setattr("builtins.input", lambda prompt="": asked.append(prompt) or "x")
+    with pytest.raises(ConfigError, match="plain http"):
+        mf.login(prompt=True, auth_domain="http://auth.example.com")
+    assert asked == []
+
+
+@pytest.mark.parametrize("where", ["auth_domain", "base_url"])
+def test_login_insecure_url_refused_with_no_request_sent(monkeypatch, where):
+    sent = []
+    real_send = requests.adapters.HTTPAdapter.send
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send",
+                        lambda self, req, **kw: sent.append(req.url) or real_send(self, req, **kw))
+    kwargs = {where: "http://metafold.example.com"}
+    with pytest.raises(ConfigError, match="plain http") as info:
+        mf.login("cid", "super-secret-value", **kwargs)
+    assert sent == [] and "super-secret-value" not in str(info.value)
+
+
+def test_use_project_checks_and_sets_the_default(session, sandbox):
+    with pytest.raises(APIError) as info:
+        session.use_project("999999")
+    assert info.value.status == 404 and session.project_id == sandbox.default_project_id
+    other = [p["id"] for p in session.get_json("/projects") if p["id"] != sandbox.default_project_id][0]
+    session.use_project(other)
+    assert session.project_id == other and session.require_project() == other
+    session.use_project(None)
+    with pytest.raises(ConfigError, match="no default project"):
+        session.require_project()
+
+
+def test_access_token_is_valid_for_own_calls(session, sandbox):
+    token = session.access_token()
+    r = requests.get(sandbox.url + "/user/usage", headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    assert r.status_code == 200
+
+
+def test_access_token_mode_uses_the_token_without_exchange(sandbox, monkeypatch):
+    token = requests.post(sandbox.url + "/oauth/token", json={
+        "grant_type": "client_credentials", "audience": sandbox.audience,
+        "client_id": sandbox.client_id, "client_secret": sandbox.client_secret}, timeout=5).json()["access_token"]
+    monkeypatch.setenv("METAFOLD_ACCESS_TOKEN", token)
+    monkeypatch.setenv("METAFOLD_BASE_URL", sandbox.url)
+    s = mf.login()
+    assert sandbox.token_exchanges == 1  # only ours above
+    assert s.status()["refreshable"] is False and s.status()["client_id"] == "(access token)"
+    assert s.get_json("/user/quota")
+
+
+def test_access_token_mode_expired_token_is_a_clear_error(monkeypatch):
+    import base64
+    import json
+
+    claims = base64.urlsafe_b64encode(json.dumps({"exp": 1_000_000_000}).encode()).decode().rstrip("=")
+    monkeypatch.setenv("METAFOLD_ACCESS_TOKEN", f"eyJhbGciOiJIUzI1NiJ9.{claims}.c2ln")
+    with pytest.raises(AuthenticationError, match="expired .* cannot be refreshed") as info:
+        mf.login()
+    assert info.value.error == "expired_token" and "c2ln" not in str(info.value)
+
+
+def test_token_cache_file_mode_and_contents(sandbox, tmp_path):
+    s = login_to(sandbox, remember=True)
+    files = list((tmp_path / "cache").rglob("token-*.json"))
+    assert len(files) == 1
+    assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
+    assert stat.S_IMODE(files[0].parent.stat().st_mode) == 0o700
+    content = files[0].read_text()
+    assert sandbox.client_secret not in content and sandbox.client_id not in content
+    import json
+
+    data = json.loads(content)
+    assert set(data) == {"access_token", "expires_at", "lifetime"}
+    assert data["access_token"] == sandbox.issued_tokens[-1]
+    mf.logout()
+    s = login_to(sandbox, remember=True)  # a "restarted kernel": no new exchange
+    assert sandbox.token_exchanges == 1 and s.get_json("/user/usage")
+
+
+def test_token_cache_discarded_on_401(sandbox, tmp_path):
+    login_to(sandbox, remember=True)
+    mf.logout()
+    sandbox.revoke_tokens()
+    s = login_to(sandbox, remember=True)  # cached token is reused, then rejected
+    assert s.get_json("/user/usage")
+    assert sandbox.token_exchanges == 2
+    (cached,) = (tmp_path / "cache").rglob("token-*.json")
+    assert sandbox.issued_tokens[-1] in cached.read_text()
+
+
+def test_token_cache_is_opt_in(sandbox, tmp_path):
+    login_to(sandbox)
+    assert not list((tmp_path / "cache").rglob("token-*.json"))
