@@ -22,7 +22,7 @@ from typing import Any
 
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
-from . import seed
+from . import seed as seeding
 from .app import SandboxApp
 from .constants import AUDIENCE, SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
 from .downloads import DownloadApp, LinkSigner
@@ -193,7 +193,7 @@ class Sandbox:
         self._bulk_asset = None
         if bulk_asset_mib > 0:
             path = self._tmp / "bulk.bin"
-            size, checksum = seed.write_bulk_file(path, bulk_asset_mib)
+            size, checksum = seeding.write_bulk_file(path, bulk_asset_mib)
             self._bulk_asset = (path, size, checksum)
 
         self._monitor = Monitor()
@@ -310,7 +310,7 @@ class Sandbox:
 
     # ------------------------------------------------------------------ state
     def _load(self) -> None:
-        seed.load(self.store, demo=self._seed, bulk_projects=self._bulk_projects, bulk_asset=self._bulk_asset)
+        seeding.load(self.store, demo=self._seed, bulk_projects=self._bulk_projects, bulk_asset=self._bulk_asset)
 
     def reset(self) -> None:
         """Restore the seeded data; clear faults, latency, revocations and logs (same ports)."""
