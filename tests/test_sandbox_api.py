@@ -191,6 +191,24 @@ def test_asset_upload_checksum_size_and_duplicate(api, sandbox):
     assert api.get("/user/usage").json()["import"] == 6
 
 
+def test_asset_upload_import_quota_exhausted_is_403(api, sandbox):
+    sandbox.set_quota(**{"import": 0})
+    r = api.post(f"/projects/{api.pid}/assets", files={"file": ("late.txt", b"x")})
+    assert r.status_code == 403 and r.json() == {"msg": "Import quota exceeded"}
+    assert "late.txt" not in {a["filename"] for a in api.get(f"/projects/{api.pid}/assets").json()}
+
+
+def test_internal_error_is_500_shape(api, sandbox, monkeypatch):
+    def broken():
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(sandbox.store, "license", broken)
+    r = api.get("/user/license")
+    assert r.status_code == 500
+    assert set(r.json()) == {"code", "name", "description"} and r.json()["code"] == 500
+    assert "boom" not in r.text
+
+
 def test_asset_upload_without_file_part_is_400(api):
     r = api.post(f"/projects/{api.pid}/assets", files={"other": ("x.bin", b"x")})
     assert r.status_code == 400

@@ -182,8 +182,9 @@ def test_server_bulk_asset_downloads_with_right_checksum(tmp_path):
 
 
 def test_server_bulk_asset_served_from_disk_in_blocks():
-    from metafold_jupyter.sandbox.downloads import DownloadApp
     from werkzeug.test import EnvironBuilder
+
+    from metafold_jupyter.sandbox.downloads import DownloadApp
 
     sb = Sandbox(bulk_asset_mib=4, seed=False)
     try:

@@ -78,7 +78,8 @@ def api(sandbox):
 
 
 def test_workflow_dispatch_is_202_with_link_and_job_ids(api, sandbox):
-    r = api.run(PIPELINE)
+    # 60 s: the first job starts after a 0.5 s queue, the others long after this test
+    r = api.run(PIPELINE, parameters={"sandbox.duration": "60"})
     assert r.status_code == 202
     wf = r.json()
     assert set(wf) == WORKFLOW_KEYS | {"link"}
@@ -89,7 +90,9 @@ def test_workflow_dispatch_is_202_with_link_and_job_ids(api, sandbox):
     assert [j["name"] for j in jobs] == ["prep", "sample", "remesh"]
     assert all(set(j) == JOB_KEYS and j["workflow_id"] == wf["id"] for j in jobs)
     assert [j["needs"] for j in jobs] == [[], [jobs[0]["id"]], [jobs[1]["id"]]]
-    assert all(j["state"] == "pending" and j["outputs"] == {"params": None, "assets": None} for j in jobs)
+    assert [j["state"] for j in jobs[1:]] == ["pending", "pending"] and jobs[0]["state"] in ("pending", "started")
+    assert all(j["outputs"] == {"params": None, "assets": None} and j["assets"] == [] for j in jobs)
+    assert all(j["finished"] is None and j["error"] is None for j in jobs)
     assert jobs[0]["inputs"]["assets"]["mesh"]["filename"] == "cube.stl"
     assert jobs[1]["inputs"]["params"] == {"resolution": "16"}
     plain = api.get(f"/projects/{api.pid}/workflows/{wf['id']}").json()

@@ -16,7 +16,8 @@ import math
 import os
 import secrets
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 from urllib.parse import quote
 
 from werkzeug.exceptions import HTTPException
@@ -105,7 +106,9 @@ class DownloadApp:
             if code == 404:
                 response = s3_error(404, "NoSuchKey", "The specified key does not exist.")
             elif code == 405:
-                response = s3_error(405, "MethodNotAllowed", "The specified method is not allowed against this resource.")
+                response = s3_error(
+                    405, "MethodNotAllowed", "The specified method is not allowed against this resource."
+                )
             else:
                 response = s3_error(code, "Error", exc.description or "Error")
         return response(environ, start_response)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import struct
-from functools import lru_cache
+from functools import cache
 
 __all__ = [
     "cube_triangles",
@@ -113,7 +113,7 @@ def stl_binary(header: str, triangles: list[Tri]) -> bytes:
     return bytes(out)
 
 
-@lru_cache(maxsize=None)
+@cache
 def bracket_obj() -> bytes:
     """Return an L-shaped bracket (an extruded L profile) as Wavefront OBJ text."""
     profile = [(0, 0), (40, 0), (40, 5), (5, 5), (5, 30), (0, 30)]  # mm, counter-clockwise

@@ -16,8 +16,9 @@ out. A ``!`` inside quotes is literal.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 __all__ = ["QueryError", "ListSpec", "Term", "parse_q", "parse_sort", "apply_list", "SPECS"]
 

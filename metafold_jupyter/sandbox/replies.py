@@ -8,7 +8,8 @@ auth/limit problems, and ``{"code", "name", "description"}`` for 404/405/500.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wrappers import Response

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import calendar
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["http_date", "utc", "Project", "Asset", "Job", "Workflow", "TERMINAL_STATES"]
 
@@ -145,7 +146,7 @@ class Job:
     plan_finish: float = 0.0
     fail_error: str | None = None
 
-    def to_dict(self, asset_of: Callable[[int], Asset | None], job_of: Callable[[int], "Job | None"]) -> dict[str, Any]:
+    def to_dict(self, asset_of: Callable[[int], Asset | None], job_of: Callable[[int], Job | None]) -> dict[str, Any]:
         """Return the API form.
 
         Args:

@@ -198,7 +198,9 @@ class Sandbox:
 
         self._monitor = Monitor()
         self.store = Store(self._tmp / "blobs", workflow_duration=workflow_duration)
-        self.tokens = TokenIssuer(lambda: f"{self._public_url() or 'http://sandbox.invalid'}/", AUDIENCE, token_lifetime)
+        self.tokens = TokenIssuer(
+            lambda: f"{self._public_url() or 'http://sandbox.invalid'}/", AUDIENCE, token_lifetime
+        )
         self.signer = LinkSigner(lambda: self._download_url or "http://127.0.0.1:0", link_lifetime)
         self.api_app = SandboxApp(
             self.store,
@@ -218,7 +220,7 @@ class Sandbox:
     def _public_url(self) -> str | None:
         return self._url
 
-    def start(self) -> "Sandbox":
+    def start(self) -> Sandbox:
         """Bind both ports and serve in background threads; returns ``self``.
 
         Raises:
@@ -245,7 +247,10 @@ class Sandbox:
             self._download_url = _origin(self.host, download_port)
             for server in self._servers:
                 thread = threading.Thread(
-                    target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"{server.name}-serve", daemon=True
+                    target=server.serve_forever,
+                    kwargs={"poll_interval": 0.05},
+                    name=f"{server.name}-serve",
+                    daemon=True,
                 )
                 thread.start()
                 self._threads.append(thread)
@@ -272,7 +277,7 @@ class Sandbox:
         self._cleanup()
         _LOGGER.info("Metafold sandbox stopped")
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self.start()
 
     def __exit__(

@@ -16,8 +16,9 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from . import workflows as wf
 from .constants import LICENSE_PRODUCT, PLAN_LIMITS, USAGE_KEYS

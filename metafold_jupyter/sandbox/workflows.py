@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
 from . import meshes
-from .resources import Job, Workflow
 from .replies import FieldError
+from .resources import Job, Workflow
 
 __all__ = [
     "JobSpec",
