@@ -235,22 +235,29 @@ class SandboxApp:
     # --------------------------------------------------------------- projects
     def on_projects(self, request: _Request) -> Response:
         """``GET /projects`` with ``sort`` and ``q``."""
-        rows = self._listing(request, "projects", self.store.visible_projects(request.user))
-        return json_list_reply(p.to_json() for p in rows)
+        # Serialize under the lock: a concurrent PATCH must not leave a stale cached JSON.
+        with self.store.lock:
+            rows = self._listing(request, "projects", self.store.visible_projects(request.user))
+            return json_list_reply(p.to_json() for p in rows)
 
     def on_create_project(self, request: _Request) -> Response:
         """``POST /projects``: create, or duplicate with ``source``."""
-        record = self.store.create_project(request.user, self._json_body(request))
-        return Response(record.to_json(), 201, mimetype="application/json")
+        body = self._json_body(request)
+        with self.store.lock:
+            record = self.store.create_project(request.user, body)
+            return Response(record.to_json(), 201, mimetype="application/json")
 
     def on_project(self, request: _Request, pid: str) -> Response:
         """``GET /projects/{pid}``."""
-        return Response(self.store.project(request.user, pid).to_json(), mimetype="application/json")
+        with self.store.lock:
+            return Response(self.store.project(request.user, pid).to_json(), mimetype="application/json")
 
     def on_update_project(self, request: _Request, pid: str) -> Response:
         """``PATCH /projects/{pid}``."""
-        record = self.store.update_project(request.user, pid, self._json_body(request))
-        return Response(record.to_json(), mimetype="application/json")
+        body = self._json_body(request)
+        with self.store.lock:
+            record = self.store.update_project(request.user, pid, body)
+            return Response(record.to_json(), mimetype="application/json")
 
     def on_delete_project(self, request: _Request, pid: str) -> Response:
         """``DELETE /projects/{pid}`` (with its assets, jobs and workflows)."""

@@ -14,6 +14,7 @@ import logging
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from .faults import FaultInjector, fault_response
 __all__ = ["RequestRecord", "Monitor", "Gate", "ConnectionDropped"]
 
 _LOGGER = logging.getLogger(__name__)
+MAX_RECORDS = 100_000
 
 WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 
@@ -60,14 +62,15 @@ class Monitor:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._records: list[RequestRecord] = []
+        # Bounded, so a long-running CLI sandbox does not grow without limit.
+        self._records: deque[RequestRecord] = deque(maxlen=MAX_RECORDS)
         self._token_exchanges = 0
         self.latency = 0.0
         self.faults = FaultInjector()
         self.stopping = threading.Event()
 
     def record(self, record: RequestRecord) -> None:
-        """Append a record (and count token exchanges)."""
+        """Append a record (the oldest go beyond ``MAX_RECORDS``) and count token exchanges."""
         with self._lock:
             self._records.append(record)
             if record.origin == "api" and record.method == "POST" and record.path == "/oauth/token":
