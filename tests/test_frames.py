@@ -1,0 +1,199 @@
+"""DataFrame helpers: the schema's columns and dtypes, whatever the API returns."""
+
+from __future__ import annotations
+
+import string
+from datetime import datetime, timezone
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import metafold_jupyter as mf
+from metafold_jupyter.errors import APIError, ConfigError, NotLoggedInError
+from metafold_jupyter.frames import RFC1123, SCHEMAS, to_frame
+
+DTYPES = {
+    "string": "string",
+    "datetime": "datetime64[ns, UTC]",
+    "int64": "int64",
+    "bool": "bool",
+    "object": "object",
+    "duration": "timedelta64[ns]",
+}
+
+
+def expected_dtypes(kind: str) -> list[tuple[str, str]]:
+    return [(name, DTYPES[kind_]) for name, kind_ in SCHEMAS[kind]]
+
+
+def leading(df: pd.DataFrame, kind: str) -> list[tuple[str, str]]:
+    n = len(SCHEMAS[kind])
+    return [(name, str(dtype)) for name, dtype in df.dtypes.iloc[:n].items()]
+
+
+def assert_no_none_strings(df: pd.DataFrame) -> None:
+    for name, dtype in df.dtypes.items():
+        if str(dtype) == "string":
+            assert not (df[name] == "None").any(), name
+
+
+@pytest.mark.parametrize(
+    ("helper", "kind"),
+    [(mf.projects, "projects"), (mf.project, "projects"), (mf.assets, "assets"), (mf.jobs, "jobs"),
+     (mf.workflows, "workflows"), (mf.license, "license")],
+)
+def test_helper_schema_and_dtypes(session, helper, kind):
+    df = helper()
+    assert len(df) >= 1
+    assert leading(df, kind) == expected_dtypes(kind)
+    assert_no_none_strings(df)
+
+
+@pytest.mark.parametrize("helper", [mf.usage, mf.quota])
+def test_counts_one_int64_column_per_key(session, helper):
+    df = helper()
+    raw = session.get_json(f"/user/{helper.__name__}")
+    assert list(df.columns) == list(raw) and len(df) == 1
+    assert all(str(t) == "int64" for t in df.dtypes)
+    assert df.iloc[0].to_dict() == raw
+
+
+def test_projects_values_parsed(session, sandbox):
+    raw = {p["id"]: p for p in session.get_json("/projects")}
+    df = mf.projects().set_index("id")
+    pid = sandbox.default_project_id
+    created = datetime.strptime(raw[pid]["created"], RFC1123).replace(tzinfo=timezone.utc)
+    assert df.loc[pid, "created"] == pd.Timestamp(created)
+    assert df.loc[pid, "name"] == raw[pid]["name"]
+    no_thumb = [i for i, p in raw.items() if p["thumbnail"] is None]
+    assert no_thumb and df.loc[no_thumb, "thumbnail"].isna().all()
+    # extra fields the API adds (project, graph) come after the schema, untouched
+    assert list(df.columns[len(SCHEMAS["projects"]) - 1:]) == ["project", "graph"]
+    assert list(mf.projects()["id"]) == list(raw)  # the API's order: id descending
+
+
+def test_projects_sort_and_q_pass_through(session):
+    names = list(mf.projects(sort="name:1")["name"])
+    assert names == sorted(names, key=str.lower)
+    one = mf.projects(q='name:"Sandbox playground"')
+    assert list(one["name"]) == ["Sandbox playground"]
+    assert leading(mf.projects(q="name:no-such-project*"), "projects") == expected_dtypes("projects")
+
+
+def test_jobs_duration_is_finished_minus_started(session):
+    df = mf.jobs()
+    done = df.dropna(subset=["started", "finished"])
+    assert len(done) and (done["duration"] == done["finished"] - done["started"]).all()
+    assert df.loc[df["started"].isna(), "duration"].isna().all()
+    failed = df[df["state"] == "failure"]
+    assert len(failed) and failed["error"].notna().all()
+    assert df.loc[df["state"] == "success", "error"].isna().all()
+
+
+@pytest.mark.parametrize(("helper", "kind"), [(mf.assets, "assets"), (mf.jobs, "jobs"), (mf.workflows, "workflows")])
+def test_empty_project_gives_typed_empty_frames(session, helper, kind):
+    empty = session.request("POST", "/projects", json={"name": "empty"}).json()["id"]
+    df = helper(project=empty)
+    assert len(df) == 0
+    assert leading(df, kind) == expected_dtypes(kind)
+    assert list(df.columns) == [name for name, _ in SCHEMAS[kind]]
+
+
+def test_project_by_id_and_default(session, sandbox):
+    assert list(mf.project()["id"]) == [sandbox.default_project_id]
+    other = mf.projects()["id"].iloc[-1]
+    assert list(mf.project(other)["id"]) == [other]
+    with pytest.raises(APIError) as info:
+        mf.project("424242")
+    assert info.value.status == 404
+
+
+def test_helpers_need_a_login_and_a_project(sandbox):
+    with pytest.raises(NotLoggedInError):
+        mf.projects()
+    from helpers import login_to
+
+    login_to(sandbox)
+    with pytest.raises(ConfigError, match="no default project"):
+        mf.assets()
+
+
+def test_to_frame_keeps_unknown_extra_fields_after_the_schema():
+    record = {
+        "id": "1", "filename": "a.stl", "size": 3, "checksum": "sha256:" + "0" * 64,
+        "created": "Tue, 04 Mar 2025 14:05:09 GMT", "modified": "Tue, 04 Mar 2025 14:05:09 GMT",
+        "project_id": "2", "job_id": None, "link": "https://x/y", "new_field": {"a": 1},
+    }
+    df = to_frame([record], "assets")
+    assert list(df.columns) == [n for n, _ in SCHEMAS["assets"]] + ["link", "new_field"]
+    assert df.loc[0, "new_field"] == {"a": 1} and pd.isna(df.loc[0, "job_id"])
+
+
+def test_to_frame_missing_schema_fields_are_na():
+    df = to_frame([{"id": 5}], "jobs")
+    assert df.loc[0, "id"] == "5"
+    assert pd.isna(df.loc[0, "created"]) and pd.isna(df.loc[0, "duration"]) and pd.isna(df.loc[0, "error"])
+    assert leading(df, "jobs") == expected_dtypes("jobs")
+
+
+def test_to_frame_records_with_different_keys():
+    df = to_frame([{"id": "1", "a": 1}, {"id": "2", "b": 2}], "workflows")
+    assert list(df.columns)[-2:] == ["a", "b"]
+    assert df["a"].tolist()[1] is None
+
+
+# -- property test: any valid API records give the schema ---------------------------
+
+_dates = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31)).map(
+    lambda d: d.replace(microsecond=0))
+_rfc = _dates.map(lambda d: d.strftime(RFC1123))
+_ids = st.integers(min_value=1, max_value=10**9).map(str)
+_text = st.text(alphabet=string.ascii_letters + string.digits + " -_.éü", max_size=30)
+_states = st.sampled_from(["pending", "started", "success", "failure", "canceled"])
+
+_records = {
+    "projects": st.fixed_dictionaries({
+        "id": _ids, "user": _text, "name": _text, "access": st.sampled_from(["private", "public", "org"]),
+        "type": st.sampled_from(["unspecified", "digital_test_bench_experiment"]), "created": _rfc,
+        "modified": _rfc, "thumbnail": st.none() | _text, "project": st.none() | st.dictionaries(_text, _text),
+        "graph": st.none()}),
+    "assets": st.fixed_dictionaries({
+        "id": _ids, "filename": _text, "size": st.integers(0, 2**40), "checksum": st.just("sha256:" + "a" * 64),
+        "created": _rfc, "modified": _rfc, "project_id": _ids, "job_id": st.none() | _ids}),
+    "jobs": st.fixed_dictionaries({
+        "id": _ids, "name": st.none() | _text, "type": _text, "state": _states, "created": _rfc,
+        "started": st.none() | _rfc, "finished": st.none() | _rfc, "error": st.none() | _text,
+        "inputs": st.just({"params": None, "assets": None}), "outputs": st.just({"params": None, "assets": None}),
+        "needs": st.lists(_ids, max_size=3), "project_id": _ids, "workflow_id": st.none() | _ids,
+        "assets": st.just([]), "parameters": st.none(), "meta": st.none()}),
+    "workflows": st.fixed_dictionaries({
+        "id": _ids, "jobs": st.lists(_ids, max_size=4), "state": _states, "created": _rfc,
+        "started": st.none() | _rfc, "finished": st.none() | _rfc, "definition": _text, "project_id": _ids},
+        optional={"link": _text}),
+}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(sorted(_records)).flatmap(lambda k: st.tuples(st.just(k), st.lists(_records[k], max_size=6))))
+def test_property_random_valid_records_give_the_schema(case):
+    kind, records = case
+    df = to_frame(records, kind)
+    assert len(df) == len(records)
+    assert leading(df, kind) == expected_dtypes(kind)
+    assert_no_none_strings(df)
+    for i, record in enumerate(records):
+        assert df.loc[i, "id"] == record["id"]
+        created = datetime.strptime(record["created"], RFC1123).replace(tzinfo=timezone.utc)
+        assert df.loc[i, "created"] == pd.Timestamp(created)
+        if "duration" in df and record.get("started") and record.get("finished"):
+            parse = lambda s: datetime.strptime(s, RFC1123)  # noqa: E731
+            assert df.loc[i, "duration"] == pd.Timedelta(parse(record["finished"]) - parse(record["started"]))
+        elif "duration" in df:
+            assert pd.isna(df.loc[i, "duration"])
+
+
+def test_duration_dtype_with_only_missing_values():
+    df = to_frame([{"id": "1", "started": None, "finished": None}], "workflows")
+    assert str(df["duration"].dtype) == "timedelta64[ns]" and df["duration"].isna().all()
