@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import time
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -132,6 +133,26 @@ def test_fault_on_download_origin_is_xml(sandbox, get):
     r = requests.get(link, timeout=10)
     assert r.status_code == 503 and "<Code>SlowDown</Code>" in r.text and r.headers["Retry-After"] == "1"
     assert requests.get(link, timeout=10).status_code == 200
+
+
+def test_fault_truncate_cuts_the_body_and_closes(sandbox, get):
+    link = get(f"/projects/{sandbox.default_project_id}/assets/2", params={"download": "true"}).json()["link"]
+    sandbox.inject("/blobs/*", truncate=1000, origin="download")
+    parts = urlsplit(link)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        conn.request("GET", f"{parts.path}?{parts.query}")
+        response = conn.getresponse()
+        assert response.status == 200 and int(response.headers["Content-Length"]) > 1000
+        with pytest.raises(http.client.IncompleteRead) as info:
+            response.read()
+        assert len(info.value.partial) == 1000
+    finally:
+        conn.close()
+    assert len(requests.get(link, timeout=10).content) > 1000
+    sandbox.inject("/projects", truncate=10)
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        get("/projects")
 
 
 def test_fault_count_consumed_in_order_and_clear_faults(sandbox, get):

@@ -40,6 +40,7 @@ class Fault:
     delay: float = 0.0
     redirect: str | None = None
     origin: str = "api"
+    truncate: int | None = None
 
     def matches(self, origin: str, method: str, path: str) -> bool:
         """Whether a request is hit by this fault."""
@@ -75,6 +76,8 @@ class FaultInjector:
             raise ValueError("count must be at least 1")
         if fault.delay < 0:
             raise ValueError("delay must not be negative")
+        if fault.truncate is not None and fault.truncate < 0:
+            raise ValueError("truncate must not be negative")
         if fault.redirect is not None:
             if fault.status is None:
                 fault.status = 307
@@ -84,8 +87,8 @@ class FaultInjector:
             raise ValueError(f"status must be an HTTP status code, not {fault.status!r}")
         if fault.body is not None and fault.status is None:
             raise ValueError("body= needs status=")
-        if not (fault.answers or fault.drop or fault.delay):
-            raise ValueError("a fault needs status=, redirect=, drop=True or delay=")
+        if not (fault.answers or fault.drop or fault.delay or fault.truncate is not None):
+            raise ValueError("a fault needs status=, redirect=, drop=True, delay= or truncate=")
         with self._lock:
             self._faults.append(fault)
 

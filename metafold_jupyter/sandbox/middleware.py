@@ -153,8 +153,29 @@ class Gate:
                 self._drop(environ)
             if fault.answers:
                 self._drain(environ)
-                return fault_response(fault, path)(environ, recording_start_response)
+                body = fault_response(fault, path)(environ, recording_start_response)
+            else:
+                body = self.app(environ, recording_start_response)
+            if fault.truncate is not None:
+                return self._truncated(body, fault.truncate, environ)
+            return body
         return self.app(environ, recording_start_response)
+
+    def _truncated(self, body: Iterable[bytes], limit: int, environ: dict[str, Any]) -> Iterable[bytes]:
+        """Pass on the first ``limit`` bytes of the body, then drop the connection."""
+        sent = 0
+        try:
+            for chunk in body:
+                if sent + len(chunk) >= limit:
+                    if limit > sent:
+                        yield chunk[: limit - sent]
+                    self._drop(environ)
+                sent += len(chunk)
+                yield chunk
+        finally:
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
 
     @staticmethod
     def _drain(environ: dict[str, Any]) -> None:

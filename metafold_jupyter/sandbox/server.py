@@ -354,6 +354,7 @@ class Sandbox:
         delay: float = 0.0,
         redirect: str | None = None,
         origin: str = "api",
+        truncate: int | None = None,
     ) -> None:
         """Script a fault for the next ``count`` requests matching ``path`` (exact or fnmatch glob).
 
@@ -370,6 +371,8 @@ class Sandbox:
             delay: sleep first (then answer normally unless status/drop is set).
             redirect: answer 307 (or ``status``) with ``Location: redirect``.
             origin: ``"api"`` or ``"download"``.
+            truncate: send only the first ``truncate`` bytes of the body (the
+                headers still announce the full length), then close the connection.
 
         Raises:
             ValueError: on inconsistent arguments.
@@ -387,6 +390,7 @@ class Sandbox:
                 delay=delay,
                 redirect=redirect,
                 origin=origin,
+                truncate=truncate,
             )
         )
 
