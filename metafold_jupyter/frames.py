@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .kernel_session import session
@@ -94,7 +95,7 @@ def to_frame(records: Iterable[Mapping[str, Any]] | Mapping[str, Any], kind: str
         return _counts_frame(records)
     schema = SCHEMAS[kind]
     lead = [name for name, _ in schema]
-    raw = _columns(records, lead)
+    raw = _columns(records, lead)  # dict: the schema's columns first
     columns: dict[str, Any] = {}
     for name, dtype in schema:
         values = raw.pop(name)
@@ -110,23 +111,32 @@ def to_frame(records: Iterable[Mapping[str, Any]] | Mapping[str, Any], kind: str
 
 def _columns(records: list[Mapping[str, Any]], lead: list[str]) -> dict[str, list[Any]]:
     """Column lists: the schema's first, then any other key in order of first appearance."""
-    keys = dict.fromkeys(lead)
-    if records:
-        first = records[0].keys()
-        keys.update(dict.fromkeys(first))
-        if any(r.keys() != first for r in records):  # rare: records with different keys
-            for r in records:
-                keys.update(dict.fromkeys(r))
-    return {key: [r.get(key) for r in records] for key in keys}
+    n = len(records)
+    if not n:
+        return {key: [] for key in lead}
+    first = list(records[0])
+    try:
+        columns = {key: [r[key] for r in records] for key in first}
+        # every record has the first one's keys; equal sizes mean no record has more
+        uniform = sum(map(len, records)) == n * len(first)
+    except KeyError:
+        uniform = False
+    if not uniform:  # rare: records with different keys
+        keys = dict.fromkeys(first)
+        for r in records:
+            keys.update(dict.fromkeys(r))
+        columns = {key: [r.get(key) for r in records] for key in keys}
+    missing = [None] * n
+    ordered = {key: columns.pop(key, missing) for key in lead}
+    ordered.update(columns)
+    return ordered
 
 
 def _typed(values: list[Any], dtype: str, n: int) -> pd.Series:
     if dtype == "string":
         return pd.Series(values, dtype="string") if n else pd.Series([], dtype="string")
     if dtype == "datetime":
-        series = pd.Series(values, dtype=object)
-        parsed = pd.to_datetime(series, format=RFC1123, utc=True, errors="coerce")
-        return parsed.astype(DATETIME)
+        return pd.Series(parse_rfc1123(values), dtype=DATETIME)
     if dtype == "int64":
         series = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce")
         return series.astype("int64") if not series.isna().any() else series.astype("Int64")
@@ -134,6 +144,54 @@ def _typed(values: list[Any], dtype: str, n: int) -> pd.Series:
         series = pd.Series(values, dtype=object)
         return series.astype(bool) if not series.isna().any() else series.astype("boolean")
     return pd.Series(values, dtype=object)
+
+
+_MONTH_KEYS = np.array([  # "Jan".."Dec" as 3 code points packed into one integer, in month order
+    (ord(m[0]) << 16) | (ord(m[1]) << 8) | ord(m[2])
+    for m in ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+])
+_MONTH_ORDER = np.argsort(_MONTH_KEYS)
+_DIGITS = {"day": (5, 7), "year": (12, 16), "hour": (17, 19), "minute": (20, 22), "second": (23, 25)}
+
+
+def parse_rfc1123(values: list[Any]) -> np.ndarray:
+    """RFC 1123 GMT strings -> ``datetime64[ns]`` (UTC), vectorised; NaT where missing.
+
+    The API's dates have a fixed layout (``Tue, 04 Mar 2025 14:05:09 GMT``, 29
+    characters), so the fields are read by position from a matrix of code points;
+    anything else (another layout) goes through ``pd.to_datetime``.
+    """
+    n = len(values)
+    out = np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")
+    if not n:
+        return out
+    # one more column than the layout needs: a longer string is not the layout
+    grid = np.array(values, dtype="U30").view(np.uint32).reshape(n, 30).astype(np.int64)
+    fixed = (grid[:, 3] == ord(",")) & (grid[:, 26] == ord("G")) & (grid[:, 28] == ord("T")) & (grid[:, 29] == 0)
+
+    def number(a: int, b: int) -> np.ndarray:
+        digits = grid[:, a:b] - ord("0")
+        fixed[:] &= ((digits >= 0) & (digits <= 9)).all(axis=1)
+        return (digits * 10 ** np.arange(b - a - 1, -1, -1)).sum(axis=1)
+
+    parts = {name: number(a, b) for name, (a, b) in _DIGITS.items()}
+    keys = (grid[:, 8] << 16) | (grid[:, 9] << 8) | grid[:, 10]
+    slot = np.searchsorted(_MONTH_KEYS[_MONTH_ORDER], keys).clip(0, 11)
+    month = _MONTH_ORDER[slot]
+    fixed &= _MONTH_KEYS[month] == keys
+    months = ((parts["year"] - 1970) * 12 + month).astype("datetime64[M]")
+    stamps = (
+        months.astype("datetime64[D]") + (parts["day"] - 1).astype("timedelta64[D]")
+    ).astype("datetime64[s]") + (parts["hour"] * 3600 + parts["minute"] * 60 + parts["second"]).astype(
+        "timedelta64[s]"
+    )
+    out[fixed] = stamps[fixed]
+    rest = [i for i in np.flatnonzero(~fixed) if values[i] is not None]
+    if rest:  # another layout: let pandas try, NaT if it cannot
+        parsed = pd.to_datetime(pd.Series([values[i] for i in rest], dtype=object), utc=True, errors="coerce",
+                                format="mixed")
+        out[rest] = parsed.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    return out
 
 
 def _counts_frame(records: list[Mapping[str, Any]]) -> pd.DataFrame:

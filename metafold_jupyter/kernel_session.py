@@ -8,6 +8,7 @@ failed login leaves a working session untouched.
 
 from __future__ import annotations
 
+import atexit
 import html
 import logging
 import sys
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .auth import ClientCredentials, Credentials, StaticToken
 from .config import Secret, Settings, ask_credentials, resolve_settings
 from .errors import APIError, ConfigError, NotLoggedInError
+from .sandbox.constants import SANDBOX_CLIENT_ID
 
 if TYPE_CHECKING:  # pragma: no cover
     import os
@@ -279,7 +281,10 @@ def start_session(settings: Settings, *, remember: bool = False) -> Session:
     except BaseException:
         http.close()
         raise
-    new = Session(settings, credentials, Transport(settings, credentials, http), sandbox=settings.sandbox)
+    # the sandbox's client ID is public and fixed: a session logged in to any sandbox
+    # (embedded, or one started with python -m metafold_jupyter.sandbox) says so
+    sandbox = settings.sandbox or settings.client_id == SANDBOX_CLIENT_ID
+    new = Session(settings, credentials, Transport(settings, credentials, http), sandbox=sandbox)
     global _current
     with _lock:
         old, _current = _current, new
@@ -330,9 +335,10 @@ def embedded_sandbox() -> Any:
     global _sandbox
     with _lock:
         if _sandbox is None:
-            from .sandbox import Sandbox  # the one place the library reaches into the sandbox
+            from .sandbox import Sandbox  # the one place the library starts the sandbox
 
             _sandbox = Sandbox().start()
+            atexit.register(_sandbox.stop)
         return _sandbox
 
 

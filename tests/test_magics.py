@@ -74,7 +74,8 @@ def history_db_sources(shell):
 def test_login_from_dotenv_prints_one_status_line(shell, dotenv, sandbox, capsys):
     shell.run_line_magic("metafold_login", "")
     (line,) = capsys.readouterr().out.splitlines()
-    assert line.startswith("Logged in to Metafold at " + sandbox.url)
+    # the sandbox's public client ID marks the session as a sandbox one
+    assert line.startswith("Logged in to the Metafold sandbox at " + sandbox.url)
     assert f"credentials from {dotenv}" in line and f"project {sandbox.default_project_id}" in line
     assert "token valid until" in line and sandbox.client_id not in line
     assert leaks([line], [sandbox.client_secret, *sandbox.issued_tokens]) == []

@@ -38,6 +38,7 @@ def test_login_exchanges_once_and_status_shows_no_secret(sandbox):
     assert sandbox.token_exchanges == 1
     st = s.status()
     assert st["logged_in"] is True and st["project_id"] == sandbox.default_project_id
+    assert st["sandbox"] is True  # recognised by the sandbox's public client ID
     assert st["base_url"] == sandbox.url + "/"
     assert isinstance(st["expires_at"], datetime) and st["expires_at"].tzinfo == timezone.utc
     assert 86000 < st["expires_in"] <= 86400

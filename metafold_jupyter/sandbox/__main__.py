@@ -38,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bulk-projects", type=int, default=0, metavar="N", help="add N generated projects")
     parser.add_argument("--bulk-asset-mib", type=int, default=0, metavar="N", help="add bulk.bin of N MiB")
     parser.add_argument(
+        "--download-mib-s", type=float, default=0.0, metavar="R",
+        help="serve download links at most this fast, to emulate a network link (default: unlimited)",
+    )
+    parser.add_argument(
         "--allow-remote", action="store_true", help="allow a non-loopback --host (the credentials are public!)"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
@@ -61,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=not args.no_seed,
             bulk_projects=args.bulk_projects,
             bulk_asset_mib=args.bulk_asset_mib,
+            download_mib_s=args.download_mib_s,
             allow_remote=args.allow_remote,
         ).start()
     except (ValueError, OSError) as exc:

@@ -87,9 +87,10 @@ class DownloadApp:
         signer: the link signer shared with the API app.
     """
 
-    def __init__(self, store: Store, signer: LinkSigner) -> None:
+    def __init__(self, store: Store, signer: LinkSigner, rate_mib_s: float = 0.0) -> None:
         self.store = store
         self.signer = signer
+        self.rate_mib_s = rate_mib_s  # 0: as fast as loopback goes; else a link speed to emulate
         self.url_map = Map([Rule("/blobs/<int:asset_id>/<path:filename>", endpoint="blob", methods=["GET"])])
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
@@ -127,8 +128,9 @@ class DownloadApp:
             return s3_error(404, "NoSuchKey", "The specified key does not exist.")
         size = os.fstat(fh.fileno()).st_size
         self.store.count_export()
+        body = _paced(fh, self.rate_mib_s) if self.rate_mib_s > 0 else wrap_file(request.environ, fh, buffer_size=_BLOCK)
         response = Response(
-            wrap_file(request.environ, fh, buffer_size=_BLOCK),
+            body,
             mimetype="application/octet-stream",
             direct_passthrough=True,
         )
@@ -136,3 +138,16 @@ class DownloadApp:
         response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(filename, safe='')}"
         response.headers["ETag"] = f'"{asset.checksum.split(":", 1)[-1][:32]}"'
         return response
+
+
+def _paced(fh: Any, rate_mib_s: float) -> Iterable[bytes]:
+    """Yield the file in blocks no faster than ``rate_mib_s`` (a network link's speed)."""
+    started = time.monotonic()
+    sent = 0
+    with fh:
+        while block := fh.read(_BLOCK):
+            ahead = sent / (rate_mib_s * _BLOCK) - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+            yield block
+            sent += len(block)

@@ -146,6 +146,8 @@ class Sandbox:
         bulk_projects: extra generated projects (for benchmarks).
         bulk_asset_mib: if > 0, add ``bulk.bin`` of that many MiB (deterministic
             bytes in a temporary file) to the default project.
+        download_mib_s: if > 0, serve download links no faster than this, to
+            emulate a network link (progress bars in demos, realistic benchmarks).
         allow_remote: allow a non-loopback ``host``.
 
     Raises:
@@ -163,6 +165,7 @@ class Sandbox:
         seed: bool = True,
         bulk_projects: int = 0,
         bulk_asset_mib: int = 0,
+        download_mib_s: float = 0.0,
         allow_remote: bool = False,
     ) -> None:
         if not _is_loopback(host) and not allow_remote:
@@ -211,7 +214,9 @@ class Sandbox:
             audience=self.audience,
             public_url=self._public_url,
         )
-        self.download_app = DownloadApp(self.store, self.signer)
+        if download_mib_s < 0:
+            raise ValueError("download_mib_s must not be negative")
+        self.download_app = DownloadApp(self.store, self.signer, download_mib_s)
         self.app = Gate(self.api_app, "api", self._monitor)
         self._download_gate = Gate(self.download_app, "download", self._monitor)
         self._load()

@@ -55,13 +55,22 @@ def sandbox_process(*args: str) -> Iterator[SandboxProcess]:
         proc.wait(10)
 
 
-def side_by_side(contestants: dict[str, Callable[[], object]], rounds: int = 7) -> dict[str, float]:
-    """Median seconds of each contestant, run alternately ``rounds`` times after a warm-up."""
+def side_by_side(
+    contestants: dict[str, Callable[[], object]],
+    rounds: int = 7,
+    between: Callable[[], object] | None = None,
+) -> dict[str, float]:
+    """Median seconds of each contestant, run alternately ``rounds`` times after a warm-up.
+
+    ``between`` runs untimed before every timed call (e.g. to remove files written).
+    """
     for fn in contestants.values():
         fn()
     times: dict[str, list[float]] = {name: [] for name in contestants}
     for _ in range(rounds):
         for name, fn in contestants.items():
+            if between is not None:
+                between()
             started = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - started)
