@@ -16,7 +16,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
-PYTHON = VENV / "bin" / "python"
 
 
 def _run(cmd: list[str], **kw) -> None:
@@ -24,18 +23,25 @@ def _run(cmd: list[str], **kw) -> None:
     subprocess.run(cmd, check=True, **kw)
 
 
-def ensure_venv(extras: str) -> Path:
-    """Create the venv and install ``.[extras]``; return the venv's python."""
-    if not PYTHON.exists():
-        _run([sys.executable, "-m", "venv", str(VENV)])
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
-    stamp = VENV / f".installed-{extras}"
+def ensure_venv(extras: str, venv: Path = VENV, pins: list[str] | None = None) -> Path:
+    """Create ``venv`` and install ``.[extras]`` (plus ``pins``) into it; return its python.
+
+    Installs again only when pyproject.toml, the extras or the pins changed.
+    """
+    python = venv / "bin" / "python"
+    if not python.exists():
+        _run([sys.executable, "-m", "venv", str(venv)])
+    pins = pins or []
+    digest = hashlib.sha256(
+        (ROOT / "pyproject.toml").read_bytes() + extras.encode() + "\n".join(pins).encode()
+    ).hexdigest()
+    stamp = venv / f".installed-{extras}"
     if not stamp.exists() or stamp.read_text() != digest:
-        pip = [str(PYTHON), "-m", "pip", "--disable-pip-version-check", "-q"]
+        pip = [str(python), "-m", "pip", "--disable-pip-version-check", "-q"]
         _run([*pip, "install", "--upgrade", "pip"])
-        _run([*pip, "install", "-e", f"{ROOT}[{extras}]"], cwd=ROOT)
+        _run([*pip, "install", "-e", f"{ROOT}[{extras}]", *pins], cwd=ROOT)
         stamp.write_text(digest)
-    return PYTHON
+    return python
 
 
 def chromium_path() -> str | None:
