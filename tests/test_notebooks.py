@@ -1,0 +1,332 @@
+"""The teaching notebooks and their Binder set-up.
+
+Every notebook runs top to bottom in a real kernel (nbclient, kernel "python3"), twice:
+
+- the Binder path: ``METAFOLD_SANDBOX=1`` and no credentials, so the kernel logs in to its
+  own embedded sandbox;
+- the real-account path: the kernel gets ``METAFOLD_*`` settings pointing at the test's
+  sandbox, exactly as a user's account would be configured. Because that sandbox lives in
+  this process, the test knows every token it issued and can prove none of them (nor the
+  client secret) appears anywhere in the executed notebook.
+
+A probe cell appended to each executed copy reports which package the kernel imported
+and where its session points, so a notebook cannot pass against the wrong code or account.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import nbformat
+import pytest
+from helpers import leaks, secrets_of
+from nbclient import NotebookClient
+
+import metafold_jupyter
+from metafold_jupyter.sandbox import SANDBOX_CLIENT_SECRET
+
+pytestmark = pytest.mark.notebooks
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = ROOT / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+BINDER = ROOT / "binder"
+CELL_TIMEOUT = 120  # seconds per cell
+JWT = re.compile(r"eyJ[\w-]{8,}\.eyJ[\w-]{8,}\.[\w-]+")
+
+PROBE = """\
+import json as _json
+import metafold_jupyter as _mf
+from metafold_jupyter import kernel_session as _ks
+
+_session = _ks.current_session()
+_states = {
+    _name: [str(s) for s in _value["state"]]
+    for _name, _value in dict(globals()).items()
+    if _name in ("jobs", "failed") and hasattr(_value, "columns") and "state" in _value.columns
+}
+print("PROBE " + _json.dumps({
+    "package": _mf.__file__,
+    "logged_in": _session is not None,
+    "sandbox": bool(_session and _session.sandbox),
+    "base_url": _session.base_url if _session else None,
+    "states": _states,
+}))
+"""
+
+
+def _ids(paths: list[Path]) -> list[str]:
+    return [p.stem for p in paths]
+
+
+# -- running notebooks ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mpl_config_dir(tmp_path_factory) -> str:
+    """One matplotlib config/cache dir for every kernel, so the font cache is built once."""
+    return str(tmp_path_factory.mktemp("matplotlib"))
+
+
+def execute(path: Path, workdir: Path, settings: dict[str, str], mpl_dir: str) -> nbformat.NotebookNode:
+    """Run a notebook (plus the probe cell) in a fresh python3 kernel whose cwd is ``workdir``.
+
+    The kernel's environment is this process's without any METAFOLD_* variable (and without a
+    forced matplotlib backend, so figures render inline), plus ``settings``.
+
+    Raises:
+        nbclient.exceptions.CellExecutionError: a cell raised; the message shows which.
+    """
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(PROBE))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METAFOLD_") and k != "MPLBACKEND"}
+    env.update(IPYTHONDIR=str(workdir / ".ipython"), MPLCONFIGDIR=mpl_dir, **settings)
+    client = NotebookClient(
+        nb, kernel_name="python3", timeout=CELL_TIMEOUT, resources={"metadata": {"path": str(workdir)}}
+    )
+    try:
+        client.execute(env=env)
+    finally:
+        nbformat.write(nb, workdir / f"executed-{path.name}")  # kept in pytest's tmp dir for debugging
+    return nb
+
+
+def code_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def texts(cell: nbformat.NotebookNode, stream: str | None = None) -> str:
+    """The text a cell showed: its streams (only ``stream`` if given) and text/plain + text/html."""
+    parts = []
+    for out in cell.get("outputs", []):
+        if out.output_type == "stream":
+            if stream in (None, out.name):
+                parts.append(out.text)
+        elif stream is None and out.output_type in ("execute_result", "display_data"):
+            parts += [out.data.get("text/plain", ""), out.data.get("text/html", "")]
+    return "\n".join(parts)
+
+
+def cell(nb: nbformat.NotebookNode, source_start: str) -> nbformat.NotebookNode:
+    """The first code cell whose source starts with ``source_start``."""
+    for c in code_cells(nb):
+        if c.source.startswith(source_start):
+            return c
+    raise AssertionError(f"no code cell starts with {source_start!r}")
+
+
+def probe(nb: nbformat.NotebookNode) -> dict:
+    line = next(line for line in texts(nb.cells[-1], "stdout").splitlines() if line.startswith("PROBE "))
+    return json.loads(line.removeprefix("PROBE "))
+
+
+def check_runs_clean(nb: nbformat.NotebookNode) -> None:
+    """No error output anywhere, and stderr only where a notebook shows a failure on purpose."""
+    for c in code_cells(nb):
+        kinds = [o.output_type for o in c.outputs]
+        assert "error" not in kinds, f"error output in cell:\n{c.source}"
+        if "sandbox/fail" not in c.source:
+            assert not texts(c, "stderr"), f"unexpected stderr in cell:\n{c.source}\n---\n{texts(c, 'stderr')}"
+
+
+def images(nb: nbformat.NotebookNode) -> int:
+    return sum("image/png" in o.get("data", {}) for c in code_cells(nb) for o in c.outputs)
+
+
+def check_login(nb: nbformat.NotebookNode, where: str) -> None:
+    """The probe and the login line agree on where the kernel logged in.
+
+    Args:
+        where: "sandbox" (the kernel's embedded sandbox) or "account" (env credentials).
+    """
+    info = probe(nb)
+    assert info["package"] == metafold_jupyter.__file__, "the kernel imported another metafold_jupyter"
+    assert info["logged_in"]
+    login = texts(next(c for c in code_cells(nb) if "%metafold_login" in c.source))
+    source = {"sandbox": "sandbox", "account": "environment"}[where]
+    if where == "sandbox":
+        assert info["sandbox"]
+        assert "Logged in to the Metafold sandbox at http://127.0.0.1" in login
+    else:
+        # configured like an account; the status line may still say "sandbox" (the test's
+        # sandbox has the public sandbox client ID), so the origin and the source are checked
+        assert re.search(r"Logged in to (the )?Metafold (sandbox )?at http://127\.0\.0\.1:\d+ ", login), login
+    assert f"(credentials from {source})" in login
+    assert "project 3" in login
+    for status in (c for c in code_cells(nb) if c.source.startswith("%metafold status")):
+        assert f"'source': '{source}'" in texts(status)
+
+
+def check_getting_started(nb: nbformat.NotebookNode) -> None:
+    assert "Sandbox playground" in texts(cell(nb, "%metafold projects"))
+    heat = texts(cell(nb, "%metafold projects --q"))
+    assert "Gyroid heat exchanger" in heat and "Heat sink comparison" in heat and "TPMS" not in heat
+    for key in ("project", "import", "export", "simulation"):
+        assert key in texts(cell(nb, "%metafold quota"))
+    assert "Metafold Pro (sandbox)" in texts(cell(nb, "%metafold license"))
+
+
+def check_account_analysis(nb: nbformat.NotebookNode) -> None:
+    assert images(nb) >= 4, f"expected the 4 charts, got {images(nb)} images"
+    assert "used %" in texts(cell(nb, "budget = "))
+    assert "digital_test_bench_experiment" in texts(cell(nb, "by_access = "))
+
+
+def check_assets_and_workflows(nb: nbformat.NotebookNode) -> None:
+    states = probe(nb)["states"]
+    assert states["jobs"] == ["success"] * 4
+    assert states["failed"] == ["success", "failure", "canceled"]
+    assert "checksums match: True" in texts(cell(nb, "mesh_id = "))
+    assert "matches the API's checksum: True" in texts(cell(nb, "asset = "))
+    assert "triangles in the file: 8" in texts(cell(nb, "text = "))
+    warning = texts(next(c for c in code_cells(nb) if "sandbox/fail" in c.source), "stderr")
+    assert "ended in failure" in warning and "Simulated failure" in warning
+    assert "HTTP 400" in texts(cell(nb, "broken = "))
+    assert images(nb) >= 2  # the tetrahedron and the timeline
+
+
+#: Meaningful outputs per notebook, so that none can pass by showing nothing.
+EXPECTATIONS = {
+    "01-getting-started.ipynb": check_getting_started,
+    "02-account-analysis.ipynb": check_account_analysis,
+    "03-assets-and-workflows.ipynb": check_assets_and_workflows,
+}
+
+
+def test_notebook_set_is_complete():
+    assert [p.name for p in NOTEBOOKS] == sorted(EXPECTATIONS)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_notebook_runs_on_binder_sandbox(path, tmp_path, mpl_config_dir):
+    """The Binder path: METAFOLD_SANDBOX=1, no credentials, no .env -> the embedded sandbox."""
+    nb = execute(path, tmp_path, {"METAFOLD_SANDBOX": "1"}, mpl_config_dir)
+
+    check_runs_clean(nb)
+    check_login(nb, "sandbox")
+    EXPECTATIONS[path.name](nb)
+    # the kernel's own sandbox issued its tokens out of our sight: no JWT may show anywhere
+    text = nbformat.writes(nb)
+    assert leaks([text], [SANDBOX_CLIENT_SECRET]) == []
+    assert not JWT.search(text), "a JWT-shaped token appears in the executed notebook"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_notebook_with_account_settings_leaks_nothing(path, tmp_path, mpl_config_dir, sandbox):
+    """The same notebook, configured like a real account (env vars), shows no secret or token."""
+    nb = execute(path, tmp_path, sandbox.env(), mpl_config_dir)
+
+    check_runs_clean(nb)
+    check_login(nb, "account")
+    EXPECTATIONS[path.name](nb)
+    assert probe(nb)["base_url"] == sandbox.url + "/"
+    secrets = secrets_of(sandbox)
+    assert len(secrets) >= 2, "the kernel never exchanged a token with the test's sandbox"
+    text = nbformat.writes(nb)  # every output, the widget state and the metadata
+    assert leaks([text], secrets) == []
+    assert not JWT.search(text), "a JWT-shaped token appears in the executed notebook"
+
+
+# -- committed notebooks -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_committed_notebook_has_no_outputs(path):
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    nbformat.validate(nbformat.reads(path.read_text(encoding="utf-8"), as_version=4))
+    assert raw["metadata"]["kernelspec"]["name"] == "python3"
+    assert "widgets" not in raw["metadata"]
+    cells = raw["cells"]
+    assert any(c["cell_type"] == "markdown" for c in cells) and any(c["cell_type"] == "code" for c in cells)
+    for c in cells:
+        assert "widgets" not in c.get("metadata", {})
+        if c["cell_type"] == "code":
+            assert c["outputs"] == [], f"outputs committed in:\n{''.join(c['source'])}"
+            assert c["execution_count"] is None
+    source = "".join("".join(c["source"]) for c in cells)
+    assert SANDBOX_CLIENT_SECRET not in source and not JWT.search(source)
+    # log in the plain way, so that Binder (the sandbox) and a .env account both work unchanged
+    logins = [
+        line.strip()
+        for c in cells
+        if c["cell_type"] == "code"
+        for line in "".join(c["source"]).splitlines()
+        if line.strip().startswith("%metafold_login")
+    ]
+    assert logins == ["%metafold_login"]
+
+
+# -- Binder ----------------------------------------------------------------------------------
+
+
+def run_binder_start(tmp_path: Path, settings: dict[str, str], dotenv: str | None = None) -> dict[str, str]:
+    """Run a copy of binder/start as repo2docker would (cwd = the repository), with ``env`` as the command.
+
+    Args:
+        dotenv: where to put a .env, relative to the copied repository ("." , "notebooks", "..").
+    """
+    repo = tmp_path / "home" / "repo"
+    (repo / "binder").mkdir(parents=True)
+    (repo / "notebooks").mkdir()
+    shutil.copy2(BINDER / "start", repo / "binder" / "start")
+    if dotenv is not None:
+        (repo / dotenv / ".env").write_text("METAFOLD_PROJECT_ID=1\n")
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path / "home"), **settings}
+    done = subprocess.run(
+        ["bash", "binder/start", "env"], cwd=repo, env=env, capture_output=True, text=True, timeout=30, check=True
+    )
+    return dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+
+
+@pytest.mark.parametrize(
+    ("settings", "dotenv", "expected"),
+    [
+        ({}, None, "1"),
+        ({"METAFOLD_CLIENT_ID": "my-id"}, None, "1"),  # half a pair is no credentials
+        ({"METAFOLD_CLIENT_ID": "my-id", "METAFOLD_CLIENT_SECRET": "my-secret"}, None, None),
+        ({"METAFOLD_ACCESS_TOKEN": "issued-token"}, None, None),
+        ({}, ".", None),
+        ({}, "notebooks", None),
+        ({}, "..", None),
+        ({"METAFOLD_SANDBOX": "0"}, None, "0"),  # an explicit choice is kept
+    ],
+    ids=["nothing", "id-only", "env-pair", "access-token", "dotenv-repo", "dotenv-notebooks", "dotenv-above",
+         "explicit"],
+)
+def test_binder_start_turns_on_sandbox_only_without_credentials(tmp_path, settings, dotenv, expected):
+    env = run_binder_start(tmp_path, settings, dotenv)
+
+    assert env.get("METAFOLD_SANDBOX") == expected
+    assert env["HOME"] == str(tmp_path / "home")  # it exec'd the command with the environment intact
+    for key, value in settings.items():
+        assert env[key] == value
+
+
+def test_binder_start_is_an_executable_entrypoint(tmp_path):
+    script = BINDER / "start"
+    assert script.stat().st_mode & stat.S_IXUSR, "binder/start must be executable"
+    lines = [line.strip() for line in script.read_text().splitlines() if line.strip()]
+    assert lines[0].startswith("#!") and lines[-1] == 'exec "$@"'
+    repo = tmp_path / "repo"
+    (repo / "binder").mkdir(parents=True)
+    shutil.copy2(script, repo / "binder" / "start")
+    done = subprocess.run(["bash", "binder/start", "sh", "-c", "exit 7"], cwd=repo, env={"PATH": os.environ["PATH"]},
+                          timeout=30)
+    assert done.returncode == 7  # the server command's exit status passes through
+
+
+def test_binder_installs_this_package_with_notebook_extras():
+    tomllib = pytest.importorskip("tomllib")
+    requirements = [
+        line.split("#", 1)[0].strip() for line in (BINDER / "requirements.txt").read_text().splitlines()
+    ]
+    assert ".[notebooks]" in requirements  # pip resolves "." against repo2docker's cwd: the repository root
+    assert (BINDER / "runtime.txt").read_text().strip() == "python-3.11"
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(req.startswith("matplotlib") for req in extras["notebooks"])
