@@ -73,40 +73,26 @@ class Session:
         """How many client-credentials exchanges this session has made."""
         return getattr(self._credentials, "exchanges", 0)
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> SessionStatus:
         """Where and as whom this session is logged in, and until when (no secret, no token)."""
         expires_at = self._credentials.expires_at
         expires_in = None if expires_at is None else max(0, int(expires_at.timestamp() - time.time()))
-        return {
-            "logged_in": not self._closed,
-            "client_id": self._settings.masked_client_id or "(access token)",
-            "sandbox": self._sandbox,
-            "project_id": self._project_id,
-            "base_url": self._settings.base_url,
-            "expires_at": expires_at,
-            "expires_in": expires_in,
-            "source": self._settings.source,
-            "refreshable": self._credentials.refreshable,
-            "token_exchanges": self.token_exchanges,
-        }
+        return SessionStatus(
+            logged_in=not self._closed,
+            client_id=self._settings.masked_client_id or "(access token)",
+            sandbox=self._sandbox,
+            project_id=self._project_id,
+            base_url=self._settings.base_url,
+            expires_at=expires_at,
+            expires_in=expires_in,
+            source=self._settings.source,
+            refreshable=self._credentials.refreshable,
+            token_exchanges=self.token_exchanges,
+        )
 
     def describe(self) -> str:
         """One status line, e.g. for ``%metafold_login``."""
-        s = self.status()
-        if not s["logged_in"]:
-            return "Logged out of Metafold."
-        where = "the Metafold sandbox" if s["sandbox"] else "Metafold"
-        parts = [f"Logged in to {where} at {s['base_url'].rstrip('/')} as {s['client_id']}"]
-        if s["source"]:
-            parts[0] += f" (credentials from {s['source']})"
-        parts.append(f"project {s['project_id']}" if s["project_id"] else "no default project")
-        if s["expires_at"] is not None:
-            renew = "renewed automatically" if s["refreshable"] else "cannot be renewed"
-            parts.append(
-                f"token valid until {s['expires_at']:%Y-%m-%d %H:%M} UTC "
-                f"({_duration(s['expires_in'])}, {renew})"
-            )
-        return " · ".join(parts)
+        return self.status().describe()
 
     def __repr__(self) -> str:
         s = self.status()
@@ -120,12 +106,7 @@ class Session:
         )
 
     def _repr_html_(self) -> str:
-        s = self.status()
-        rows = "".join(
-            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>{html.escape(str(v))}</td></tr>"
-            for k, v in s.items()
-        )
-        return f"<table><caption>metafold_jupyter.Session</caption>{rows}</table>"
+        return self.status()._repr_html_()
 
     # -- project -----------------------------------------------------------------
 
@@ -187,6 +168,49 @@ class Session:
     def _check_open(self) -> None:
         if self._closed:
             raise NotLoggedInError("this session was logged out")
+
+
+class SessionStatus(dict):
+    """The dict of :meth:`Session.status`, shown as a readable table in notebooks."""
+
+    def describe(self) -> str:
+        """One line: where, as whom, credentials source, project, token expiry."""
+        if not self["logged_in"]:
+            return "Logged out of Metafold."
+        url = self["base_url"].rstrip("/")
+        if self["source"] == "sandbox":
+            line = f"Logged in to the embedded Metafold sandbox at {url} as {self['client_id']}"
+        else:
+            where = "the Metafold sandbox" if self["sandbox"] else "Metafold"
+            line = f"Logged in to {where} at {url} as {self['client_id']}"
+            if self["source"]:
+                line += f" (credentials from {self['source']})"
+        parts = [line, f"project {self['project_id']}" if self["project_id"] else "no default project"]
+        if self["expires_at"] is not None:
+            renew = "renewed automatically" if self["refreshable"] else "cannot be renewed"
+            parts.append(
+                f"token valid until {self['expires_at']:%Y-%m-%d %H:%M} UTC "
+                f"({_duration(self['expires_in'])}, {renew})"
+            )
+        return " · ".join(parts)
+
+    def _rows(self) -> list[tuple[str, str]]:
+        shown = dict(self)
+        if self["expires_at"] is not None:
+            shown["expires_at"] = f"{self['expires_at']:%Y-%m-%d %H:%M:%S} UTC"
+            shown["expires_in"] = f"{self['expires_in']} s ({_duration(self['expires_in'])})"
+        return [(k, "" if v is None else str(v)) for k, v in shown.items()]
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        width = max(len(k) for k in self)
+        printer.text("\n".join(f"{k:<{width}}  {v}" for k, v in self._rows()))
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>{html.escape(v)}</td></tr>"
+            for k, v in self._rows()
+        )
+        return f"<table><caption style='text-align:left'>Metafold session</caption>{rows}</table>"
 
 
 # -- the kernel-level session ------------------------------------------------------

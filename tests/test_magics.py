@@ -85,7 +85,7 @@ def test_login_sandbox_says_sandbox(shell, capsys):
     try:
         shell.run_line_magic("metafold_login", "--sandbox")
         out = capsys.readouterr().out
-        assert "Logged in to the Metafold sandbox" in out and "credentials from sandbox" in out
+        assert out.startswith("Logged in to the embedded Metafold sandbox at http://127.0.0.1:")
     finally:
         from metafold_jupyter import kernel_session
 
@@ -198,7 +198,10 @@ def test_subcommands_return_dataframes(logged_in, sub):
 
 def test_status_returns_the_status_dict(logged_in, sandbox):
     st = logged_in.run_line_magic("metafold", "status")
-    assert st["logged_in"] and st["project_id"] == sandbox.default_project_id
+    assert isinstance(st, dict) and st["logged_in"] and st["project_id"] == sandbox.default_project_id
+    html = st._repr_html_()
+    assert "<table>" in html and "expires_at" in html and "UTC" in html
+    assert leaks([html, repr(st)], [sandbox.client_secret, *sandbox.issued_tokens]) == []
 
 
 def test_assignment_and_out_option(logged_in):

@@ -152,15 +152,15 @@ def check_login(nb: nbformat.NotebookNode, where: str) -> None:
     source = {"sandbox": "sandbox", "account": "environment"}[where]
     if where == "sandbox":
         assert info["sandbox"]
-        assert "Logged in to the Metafold sandbox at http://127.0.0.1" in login
+        assert "Logged in to the embedded Metafold sandbox at http://127.0.0.1" in login
     else:
-        # configured like an account; the status line may still say "sandbox" (the test's
+        # configured like an account; the status line still says "sandbox" (the test's
         # sandbox has the public sandbox client ID), so the origin and the source are checked
         assert re.search(r"Logged in to (the )?Metafold (sandbox )?at http://127\.0\.0\.1:\d+ ", login), login
-    assert f"(credentials from {source})" in login
+        assert f"(credentials from {source})" in login
     assert "project 3" in login
     for status in (c for c in code_cells(nb) if c.source.startswith("%metafold status")):
-        assert f"'source': '{source}'" in texts(status)
+        assert re.search(rf"^source\s+{source}$", texts(status), re.MULTILINE), texts(status)
 
 
 def check_getting_started(nb: nbformat.NotebookNode) -> None:
