@@ -54,7 +54,7 @@ class IdCache:
     def _fill(self, key: str, fetch: Callable[[], list[tuple[str, str]]]) -> None:
         try:
             values = fetch()
-        except MetafoldError:
+        except (MetafoldError, ValueError, KeyError, TypeError):  # no IDs is better than a broken prompt
             values = []
         with self._lock:
             self._values[key] = (time.monotonic(), values)

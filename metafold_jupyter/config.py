@@ -285,9 +285,7 @@ def ask_credentials(project: str | None = None) -> tuple[str, str]:
         client_secret = getpass.getpass("Metafold client secret: ").strip()
     except (EOFError, KeyboardInterrupt) as exc:
         raise ConfigError("login cancelled: no credentials were entered") from exc
-    except Exception as exc:  # ipykernel's StdinNotImplementedError when the frontend has no stdin
-        if type(exc).__name__ != "StdinNotImplementedError":
-            raise
+    except NotImplementedError:  # IPython's StdinNotImplementedError: this frontend has no stdin
         raise ConfigError(
             "no credentials were found and this frontend cannot ask for them",
             hint=f"put {ENV_CLIENT_ID} and {ENV_CLIENT_SECRET} in a .env file, or use --sandbox",

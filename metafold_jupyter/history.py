@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 from typing import Any
 
 _LOGGER = logging.getLogger(__name__)
@@ -20,15 +21,29 @@ _KEYWORD = re.compile(r"secret|passw(or)?d|token|bearer|api[_-]?key|credential",
 _JWT = re.compile(r"eyJ[\w-]{5,}\.[\w-]{5,}\.[\w-]*")
 # a long random-looking word: Auth0 client secrets are 64 base64url characters
 _RANDOM = re.compile(r"^(?=.*[A-Za-z])(?=.*\d)[A-Za-z0-9_\-+=~]{24,}$")
+# options whose values are paths, URLs or IDs, and may contain anything
+_VALUE_OPTIONS = {"--env", "--base-url", "--auth-domain", "--audience", "--project", "-o", "--out", "--q", "--sort"}
 
 
-def looks_secret(line: str, *, keywords: bool = True) -> bool:
-    """True if a magic line seems to carry a secret, a token or a password."""
+def looks_secret(line: str, *, random_words: bool = True) -> bool:
+    """True if a magic line seems to carry a secret, a token or a password.
+
+    Looks for a JWT anywhere; an option or ``key=value`` whose name says secret,
+    password, token...; and (with ``random_words``) a long random-looking word that
+    is not the value of a known option.
+    """
     if _JWT.search(line):
         return True
-    if keywords and _KEYWORD.search(line):
-        return True
-    return any(_RANDOM.match(word) for word in re.split(r"[\s=:,'\"]+", line))
+    words = line.split()
+    for index, word in enumerate(words):
+        if index and words[index - 1] in _VALUE_OPTIONS:
+            continue  # e.g. --env ~/secrets/metafold.env is a path, not a secret
+        name, sep, value = word.partition("=")
+        if (word.startswith("-") or sep) and _KEYWORD.search(name):
+            return True
+        if random_words and any(_RANDOM.match(part) for part in (word, value) if part):
+            return True
+    return False
 
 
 def scrub_current_cell(shell: Any, line: str) -> int:
@@ -95,7 +110,7 @@ def _scrub_database(hm: Any, number: int, clean: Any) -> int:
                     (clean(source), clean(raw), hm.session_number, number),
                 )
         return len(rows)
-    except Exception as exc:  # sqlite3.Error, or a DummyDB without execute
+    except (sqlite3.Error, AttributeError) as exc:  # AttributeError: a DummyDB without execute
         _LOGGER.warning("could not scrub the history database: %s", type(exc).__name__)
         return 0
 

@@ -149,7 +149,7 @@ class MetafoldMagics(Magics):
     @line_cell_magic
     def metafold(self, line: str = "", cell: str | None = None) -> Any:
         """Work with Metafold: DataFrames of your account, transfers and workflow runs."""
-        if looks_secret(line, keywords=False):
+        if looks_secret(line, random_words=False):
             scrub_current_cell(self.shell, line)
             raise UsageError("refused: this line looks like it holds a token or secret; " + _LOGIN_HELP)
         args = self._parse(self.metafold, line)

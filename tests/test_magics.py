@@ -371,3 +371,22 @@ def test_complete_never_blocks_long(logged_in, sandbox):
     started = time.monotonic()
     complete(logged_in, "%metafold project ")
     assert time.monotonic() - started < 1.5
+
+
+@pytest.mark.parametrize("line", [
+    "--env ~/secrets/metafold.env",
+    "--project 12 --base-url https://api.metafold3d.com/",
+    "--auth-domain metafold3d.us.auth0.com --audience https://api.metafold3d.com",
+])
+def test_login_lines_without_secrets_are_not_refused(line):
+    from metafold_jupyter.history import looks_secret
+
+    assert not looks_secret(line)
+
+
+def test_metafold_lines_with_long_names_are_not_refused(logged_in):
+    from metafold_jupyter.history import looks_secret
+
+    line = "assets --q filename:heat_exchanger_core_v2_final_2025.stl"
+    assert not looks_secret(line, random_words=False)
+    assert len(logged_in.run_line_magic("metafold", line)) == 0
