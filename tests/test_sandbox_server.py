@@ -17,15 +17,9 @@ import requests
 
 from metafold_jupyter.sandbox import Sandbox
 
+from helpers import token_of  # noqa: E402
+
 pytestmark = pytest.mark.timeout(60)
-
-
-def token_of(sb):
-    r = requests.post(sb.url + "/oauth/token", json={
-        "grant_type": "client_credentials", "client_id": sb.client_id,
-        "client_secret": sb.client_secret, "audience": sb.audience}, timeout=10)
-    r.raise_for_status()
-    return r.json()["access_token"]
 
 
 def port_of(url):

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 import requests
-from helpers import login_to
+from helpers import login_to, token_of
 
 import metafold_jupyter as mf
 from metafold_jupyter import kernel_session
@@ -184,9 +184,7 @@ def test_access_token_is_valid_for_own_calls(session, sandbox):
 
 
 def test_access_token_mode_uses_the_token_without_exchange(sandbox, monkeypatch):
-    token = requests.post(sandbox.url + "/oauth/token", json={
-        "grant_type": "client_credentials", "audience": sandbox.audience,
-        "client_id": sandbox.client_id, "client_secret": sandbox.client_secret}, timeout=5).json()["access_token"]
+    token = token_of(sandbox)
     monkeypatch.setenv("METAFOLD_ACCESS_TOKEN", token)
     monkeypatch.setenv("METAFOLD_BASE_URL", sandbox.url)
     s = mf.login()

@@ -14,24 +14,13 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
 from common import report  # noqa: E402
+from test_operations import OK_WORKFLOW as DEFINITION  # noqa: E402
 
 import metafold_jupyter as mf  # noqa: E402
 from metafold_jupyter.operations import POLL_MAX  # noqa: E402
 from metafold_jupyter.sandbox import Sandbox  # noqa: E402
-
-DEFINITION = """\
-jobs:
-  preprocess:
-    type: mesh/preprocess
-  sample:
-    type: implicit/from-mesh
-    needs: [preprocess]
-  remesh:
-    type: mesh/from-volume
-    needs: [sample]
-"""
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
