@@ -5,8 +5,9 @@ client ID and secret into the ipywidgets form, logs in, lists projects, and save
 the notebook with its widget state. Nothing secret may end up in the saved file,
 and the password field must be empty once the form has been submitted.
 
-The form is submitted both ways a user would: clicking "Log in" (an expected
-failure for now, see the xfail reason), and pressing Enter in the secret field.
+The form is submitted both ways a user would: clicking "Log in" (the secret's sync
+on blur and the click may reach the kernel in either order, even on two threads),
+and pressing Enter in the secret field.
 Keys are typed at a human pace, so the kernel has seen the client ID long before
 the secret is submitted, as it has when a person types.
 
@@ -155,25 +156,7 @@ def saved_notebook(path: Path) -> tuple[str, dict] | None:
     return None
 
 
-@pytest.mark.parametrize(
-    "submit",
-    [
-        pytest.param(
-            "button",
-            marks=pytest.mark.xfail(
-                # not strict: whether the bug shows depends on which kernel thread handles the click
-                strict=False,
-                raises=LoginStatusWrong,
-                reason="product bug: clicking 'Log in' submits the form twice (the secret's value, synced "
-                "when the field loses focus, triggers LoginForm._on_secret, then the click triggers "
-                "submit again); when the second submit runs after the first it finds the secret "
-                "cleared and overwrites '✓ Logged in' with '✗ Both the client ID and the secret are "
-                "needed.' although the kernel is logged in",
-            ),
-        ),
-        "enter",
-    ],
-)
+@pytest.mark.parametrize("submit", ["button", "enter"])
 def test_login_form_in_jupyterlab(chromium_browser, sandbox, lab, submit):
     from playwright.sync_api import expect
 

@@ -138,6 +138,11 @@ def test_login_help_is_the_docstring(shell):
 # -- the form and getpass ------------------------------------------------------------
 
 
+def enter(field):
+    """What the frontend sends when Enter is pressed in a text field."""
+    field._handle_custom_msg({"event": "submit"}, [])
+
+
 def test_login_form_logs_in_and_clears_the_secret(shell, sandbox, monkeypatch):
     import ipywidgets
 
@@ -148,11 +153,14 @@ def test_login_form_logs_in_and_clears_the_secret(shell, sandbox, monkeypatch):
     monkeypatch.setattr("IPython.display.display", lambda obj, **kw: shown.append(obj))
     shell.run_line_magic("metafold_login", f"--prompt --auth-domain {sandbox.url} --base-url {sandbox.url}")
     (form,) = shown
-    form.client_id.value = sandbox.client_id
-    form.client_secret.value = "not-the-secret"  # Enter in the password field submits
+    form.client_id.set_state({"value": sandbox.client_id})
+    form.client_secret.set_state({"value": "not-the-secret"})  # focus left the field: no login yet
+    assert sandbox.token_exchanges == 0 and "✗" not in form.status.value
+    enter(form.client_secret)
     assert "✗" in form.status.value and "HTTP 401" in form.status.value
     assert form.client_secret.value == "" and not form.button.disabled  # try again
-    form.client_secret.value = sandbox.client_secret
+    form.client_secret.set_state({"value": sandbox.client_secret})
+    enter(form.client_secret)
     assert form.client_secret.value == ""
     assert "✓ Logged in" in form.status.value and "credentials from prompt" in form.status.value
     assert form.button.disabled and form.client_secret.disabled
@@ -161,18 +169,66 @@ def test_login_form_logs_in_and_clears_the_secret(shell, sandbox, monkeypatch):
     assert leaks([state, form.status.value], [sandbox.client_secret, *sandbox.issued_tokens]) == []
 
 
-def test_login_form_button_click(sandbox):
+def make_form(sandbox):
     from metafold_jupyter import kernel_session
     from metafold_jupyter.prompt import LoginForm
 
-    form = LoginForm(lambda cid, secret: kernel_session.login_with_prompted(
+    return LoginForm(lambda cid, secret: kernel_session.login_with_prompted(
         cid, secret, auth_domain=sandbox.url, base_url=sandbox.url), describe=lambda s: s.describe())
-    form.client_id.value = sandbox.client_id
-    form.client_secret.value = ""
+
+
+def test_login_form_click_after_the_secret_arrives(sandbox):
+    form = make_form(sandbox)
+    form.client_id.set_state({"value": sandbox.client_id})
+    form.client_secret.set_state({"value": sandbox.client_secret})  # sent when the button takes focus
     form.button.click()
-    assert "Both the client ID and the secret" in form.status.value
-    form.client_secret.set_state({"value": sandbox.client_secret})  # as the frontend would sync it
-    assert form.session is not None and form.client_secret.value == ""
+    form.button.click()  # a double click logs in once, and says nothing wrong
+    assert form.session is not None and "✓ Logged in" in form.status.value
+    assert sandbox.token_exchanges == 1 and form.client_secret.value == ""
+
+
+def test_login_form_click_before_the_secret_arrives(sandbox):
+    form = make_form(sandbox)
+    form.client_id.set_state({"value": sandbox.client_id})
+    form.button.click()  # the click overtook the secret's sync
+    assert form.session is None and "✗" not in form.status.value
+    form.client_secret.set_state({"value": sandbox.client_secret})
+    assert form.session is not None and "✓ Logged in" in form.status.value
+
+
+def test_login_form_click_without_a_secret_says_what_is_missing(sandbox, monkeypatch):
+    from metafold_jupyter import prompt
+
+    monkeypatch.setattr(prompt, "SECRET_GRACE", 0.05)
+    form = make_form(sandbox)
+    form.client_id.set_state({"value": sandbox.client_id})
+    form.button.click()
+    import time
+
+    time.sleep(0.3)
+    assert "Both the client ID and the secret are needed" in form.status.value
+    assert sandbox.token_exchanges == 0
+
+
+def test_login_form_concurrent_requests_log_in_once(sandbox):
+    import threading
+
+    form = make_form(sandbox)
+    form.client_id.set_state({"value": sandbox.client_id})
+    form.client_secret.set_state({"value": sandbox.client_secret})
+    threads = [threading.Thread(target=form.request) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert sandbox.token_exchanges == 1 and "✓ Logged in" in form.status.value
+
+
+def test_login_form_secret_is_not_echoed():
+    from metafold_jupyter.prompt import _secret_field
+
+    field = _secret_field()
+    assert field.trait_metadata("value", "echo_update") is False
 
 
 def test_login_getpass_fallback_without_widgets(shell, sandbox, monkeypatch, capsys):
