@@ -18,9 +18,18 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
 
 
+# this machine kind's pip.conf names local indexes that may not exist; pip warns per package
+_NOISE = "is ignored: it is neither a file nor a directory"
+
+
 def _run(cmd: list[str], **kw) -> None:
     print("+", " ".join(str(c) for c in cmd), flush=True)
-    subprocess.run(cmd, check=True, **kw)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+    for line in proc.stdout:
+        if _NOISE not in line:
+            print(line, end="", flush=True)
+    if proc.wait():
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
 
 
 def ensure_venv(extras: str, venv: Path = VENV, pins: list[str] | None = None) -> Path:
