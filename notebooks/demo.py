@@ -37,6 +37,12 @@ def run(notebook: Path) -> int:
     from nbclient.exceptions import CellExecutionError
 
     nb = nbformat.read(notebook, as_version=4)
+    # wide tables print on one line in a terminal (this cell is the demo's, not the notebook's)
+    setup = nbformat.v4.new_code_cell(
+        "import pandas as pd\npd.set_option('display.width', 250)\npd.set_option('display.max_colwidth', 36)"
+    )
+    setup.metadata["demo_setup"] = True
+    nb.cells.insert(0, setup)
     # The demo runs on the embedded sandbox: no credentials of yours are read, and a
     # temporary working directory means no .env above it is picked up either.
     env = {k: v for k, v in os.environ.items() if not k.startswith("METAFOLD_")}
@@ -55,7 +61,7 @@ def run(notebook: Path) -> int:
                 km.shutdown_kernel(now=True)
     print(f"=== {notebook.name}, executed on the embedded Metafold sandbox\n")
     for cell in nb.cells:
-        if cell.cell_type != "code" or not cell.source.strip():
+        if cell.cell_type != "code" or not cell.source.strip() or cell.metadata.get("demo_setup"):
             continue
         print("\n".join(f">>> {line}" if i == 0 else f"... {line}" for i, line in enumerate(cell.source.splitlines())))
         for output in cell.get("outputs", []):
