@@ -195,11 +195,9 @@ def parse_rfc1123(values: list[Any]) -> np.ndarray:
 
 
 def _counts_frame(records: list[Mapping[str, Any]]) -> pd.DataFrame:
-    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
-    for name in frame.columns:
-        values = pd.to_numeric(frame[name], errors="coerce")
-        frame[name] = values.astype("int64") if not values.isna().any() else values.astype("Int64")
-    return frame
+    """One int64 column per key the API returned (the keys are open)."""
+    columns = _columns(records, [])
+    return pd.DataFrame({name: _typed(values, "int64", len(records)) for name, values in columns.items()})
 
 
 def query_params(sort: str | None = None, q: str | None = None) -> dict[str, str] | None:

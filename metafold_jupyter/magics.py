@@ -213,8 +213,8 @@ class MetafoldMagics(Magics):
 
     def _cmd_get(self, args: Any) -> Any:
         (path,) = self._positional(args, "get PATH", 1, 1)
-        params = {k: v for k, v in (("sort", args.sort), ("q", args.q)) if v}
-        body = kernel_session.session().get_json(path if path.startswith("/") else "/" + path, params or None)
+        params = frames.query_params(args.sort, args.q)
+        body = kernel_session.session().get_json(path if path.startswith("/") else "/" + path, params)
         if isinstance(body, list) and all(isinstance(item, dict) for item in body):
             import pandas as pd
 
