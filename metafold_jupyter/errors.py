@@ -20,6 +20,7 @@ __all__ = [
     "TransportError",
     "PollTimeout",
     "IntegrityError",
+    "InvalidIdError",
     "redact_url",
 ]
 
@@ -73,6 +74,12 @@ class NotLoggedInError(MetafoldError):
 
 class ConfigError(MetafoldError):
     """Missing or invalid settings, including an insecure (plain-http) URL."""
+
+
+class InvalidIdError(MetafoldError, ValueError):
+    """An ID that cannot name one Metafold resource (a ``/``, ``#``, ``?``, ``..``, empty...)."""
+
+    hint = "IDs are plain values such as 123, as shown in the id column of %metafold projects / assets"
 
 
 class MissingCredentialsError(ConfigError):
