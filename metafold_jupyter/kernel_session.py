@@ -29,6 +29,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _LOGGER = logging.getLogger(__name__)
 
+DEFAULT_CONCURRENCY = 6  # requests in flight in an account-wide fan-out
+MAX_CONCURRENCY = 16  # the transport's connection pool holds 32; stay well inside it
+
 _lock = threading.RLock()
 _current: Session | None = None
 _sandbox: Any = None  # the embedded sandbox this kernel started; reused by later logins
@@ -44,6 +47,7 @@ class Session:
         self._sandbox = sandbox
         self._project_id = settings.project_id
         self._closed = False
+        self._concurrency = DEFAULT_CONCURRENCY
 
     # -- state -----------------------------------------------------------------
 
@@ -63,6 +67,15 @@ class Session:
     @property
     def base_url(self) -> str:
         return self._settings.base_url
+
+    @property
+    def concurrency(self) -> int:
+        """How many requests an account-wide call keeps in flight (1..16, default 6)."""
+        return self._concurrency
+
+    @concurrency.setter
+    def concurrency(self, value: int) -> None:
+        self._concurrency = check_concurrency(value)
 
     @property
     def closed(self) -> bool:
@@ -229,6 +242,7 @@ def login(
     audience: str | None = None,
     remember: bool = False,
     timeout: tuple[float, float] | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
 ) -> Session:
     """Start (or replace) the kernel-level session and exchange a token right away.
 
@@ -241,14 +255,16 @@ def login(
         remember: reuse and keep the token in the user cache directory (0600) so a
             restarted kernel does not exchange again.
         timeout: ``(connect, read)`` seconds for every call (default 3.05, 30).
+        concurrency: requests in flight in account-wide calls (1..16; ``Session.concurrency``).
 
     Raises:
         MissingCredentialsError: nothing supplied credentials and no prompt was possible.
         ConfigError: other missing or insecure settings.
         AuthenticationError: the auth service rejected the credentials.
     """
+    concurrency = check_concurrency(concurrency)  # before any exchange
     if sandbox:
-        return start_session(_sandbox_settings(project, timeout), remember=remember)
+        return start_session(_sandbox_settings(project, timeout), remember=remember, concurrency=concurrency)
     resolution = resolve_settings(
         client_id,
         client_secret,
@@ -270,7 +286,7 @@ def login(
             settings.checked()  # refuse an insecure URL before the user types a secret
             cid, secret = ask_credentials()
             settings = settings.with_credentials(cid, secret, "prompt")
-    return start_session(settings, remember=remember)
+    return start_session(settings, remember=remember, concurrency=concurrency)
 
 
 def login_with_prompted(client_id: str, client_secret: str, **options: Any) -> Session:
@@ -278,14 +294,17 @@ def login_with_prompted(client_id: str, client_secret: str, **options: Any) -> S
 
     Args:
         options: ``env_file``, ``project``, ``auth_domain``, ``base_url``, ``audience``,
-            ``remember``, ``timeout`` as for :func:`login`.
+            ``remember``, ``timeout``, ``concurrency`` as for :func:`login`.
     """
     remember = options.pop("remember", False)
+    concurrency = check_concurrency(options.pop("concurrency", DEFAULT_CONCURRENCY))
     settings = resolve_settings(**options).settings
-    return start_session(settings.with_credentials(client_id, client_secret, "prompt"), remember=remember)
+    return start_session(
+        settings.with_credentials(client_id, client_secret, "prompt"), remember=remember, concurrency=concurrency
+    )
 
 
-def start_session(settings: Settings, *, remember: bool = False) -> Session:
+def start_session(settings: Settings, *, remember: bool = False, concurrency: int = DEFAULT_CONCURRENCY) -> Session:
     """Build a session from resolved settings, exchange a token, and make it current."""
     from .token_cache import TokenCache
     from .transport import Transport, build_http, exchange_token
@@ -309,6 +328,7 @@ def start_session(settings: Settings, *, remember: bool = False) -> Session:
     # (embedded, or one started with python -m metafold_jupyter.sandbox) says so
     sandbox = settings.sandbox or settings.client_id == SANDBOX_CLIENT_ID
     new = Session(settings, credentials, Transport(settings, credentials, http), sandbox=sandbox)
+    new.concurrency = concurrency
     global _current
     with _lock:
         old, _current = _current, new
@@ -380,6 +400,20 @@ def _sandbox_settings(project: str | None, timeout: tuple[float, float] | None) 
         sandbox=True,
         **kw,
     )
+
+
+def check_concurrency(value: Any) -> int:
+    """``value`` as a concurrency (an int in 1..16).
+
+    Raises:
+        ConfigError: not an int, or out of range.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CONCURRENCY:
+        raise ConfigError(
+            f"concurrency must be a whole number from 1 to {MAX_CONCURRENCY}, not {value!r}",
+            hint=f"e.g. mf.session().concurrency = 4 (default {DEFAULT_CONCURRENCY})",
+        )
+    return value
 
 
 def _can_prompt() -> bool:

@@ -236,3 +236,21 @@ def test_token_cache_discarded_on_401(sandbox, tmp_path):
 def test_token_cache_is_opt_in(sandbox, tmp_path):
     login_to(sandbox)
     assert not list((tmp_path / "cache").rglob("token-*.json"))
+
+
+def test_concurrency_defaults_to_6_and_is_checked(sandbox):
+    s = login_to(sandbox, concurrency=3)
+    assert s.concurrency == 3
+    s.concurrency = 16
+    assert s.concurrency == 16
+    for bad in (0, 17, 2.5, "4", True):
+        with pytest.raises(ConfigError, match="concurrency"):
+            s.concurrency = bad
+    assert s.concurrency == 16
+    assert login_to(sandbox).concurrency == 6
+
+
+def test_login_with_bad_concurrency_fails_before_any_exchange(sandbox):
+    with pytest.raises(ConfigError, match="from 1 to 16"):
+        login_to(sandbox, concurrency=0)
+    assert sandbox.token_exchanges == 0
