@@ -114,7 +114,9 @@ def duplicate_project(source: str, name: str, *, access: str | None = None) -> p
     return _project_frame(_write(s, "POST", "/projects", "project", json=payload))
 
 
-def update_project(id: str | None = None, *, name: str | None = None, access: str | None = None) -> pd.DataFrame:  # noqa: A002
+def update_project(  # noqa: A002 - the interface's names
+    id: str | None = None, *, name: str | None = None, access: str | None = None
+) -> pd.DataFrame:
     """Rename a project and/or change its access (default: the session's default project).
 
     Returns:

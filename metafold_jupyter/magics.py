@@ -152,10 +152,13 @@ class MetafoldMagics(Magics):
     @argument("--access", metavar="A", help="create/duplicate/rename: private, public or org")
     @argument("--yes", action="store_true", help="delete: really delete (without it, delete only says what it would)")
     @argument("subcommand", nargs="?", default="help", help="one of: " + ", ".join(SUBCOMMANDS))
-    @argument("args", nargs="*", help="arguments of the subcommand (ID, PATH, DEST)")
+    @argument("args", nargs="*", help="arguments of the subcommand (ID, PATH, DEST, NAME, KIND)")
     @line_cell_magic
     def metafold(self, line: str = "", cell: str | None = None) -> Any:
-        """Work with Metafold: DataFrames of your account, transfers and workflow runs."""
+        """Work with Metafold: DataFrames of your account, transfers, workflow runs, lifecycle.
+
+        Lifecycle: create, duplicate, rename, cancel and delete (a delete needs --yes).
+        """
         if looks_secret(line, random_words=False):
             scrub_current_cell(self.shell, line)
             raise UsageError("refused: this line looks like it holds a token or secret; " + _LOGIN_HELP)
