@@ -17,6 +17,7 @@ from IPython.core.completer import CompletionContext, SimpleCompletion, context_
 
 from . import kernel_session
 from .errors import MetafoldError
+from .lifecycle import ACCESS_VALUES
 from .paths import api_path
 
 WAIT_FOR_IDS = 0.3  # seconds the completer may block on a first fetch
@@ -33,7 +34,6 @@ _OPTIONS = {
 }
 #: options followed by a value (the value is not a positional word)
 _TAKES_VALUE = ("-o", "--out", "--project", "--sort", "--q", "--param", "--asset", "--timeout", "--access")
-_ACCESS = ("private", "public", "org")
 #: delete KIND ID: what the ID names, and the field shown next to it
 _DELETE_KINDS = {"project": "name", "asset": "filename", "job": "name", "workflow": "state"}
 
@@ -127,7 +127,7 @@ class MetafoldCompleter:
             fields = self._sort_fields.get(sub or "", ("id", "created"))
             return [(f"{f}:{d}", "sort") for f in fields for d in ("1", "-1")]
         if previous == "--access":
-            return [(a, "access") for a in _ACCESS]
+            return [(a, "access") for a in ACCESS_VALUES]
         if previous in _TAKES_VALUE:
             return []
         if current.startswith("-"):
