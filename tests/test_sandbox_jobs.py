@@ -48,9 +48,9 @@ def test_meshio_reads_every_seeded_format():
     for name, (data, volume, triangles) in cases.items():
         vertices, faces = meshio.read_mesh(data, name)
         stats = meshio.mesh_stats(vertices, faces)
-        assert stats["triangles"] == triangles and stats["watertight"], name
+        assert stats.triangles == triangles and stats.watertight, name
         if volume is not None:
-            assert stats["volume"] == pytest.approx(volume), name
+            assert stats.volume == pytest.approx(volume), name
 
 
 def test_meshio_obj_polygons_and_negative_indices():
@@ -65,8 +65,8 @@ def test_meshio_writes_what_it_reads(fmt):
     vertices, faces = implicit.isosurface(volume)
     again = meshio.read_mesh(meshio.write_mesh(vertices, faces, fmt, "ball"), f"ball.{fmt}")
     before, after = meshio.mesh_stats(vertices, faces), meshio.mesh_stats(*again)
-    assert after["triangles"] == before["triangles"] and after["watertight"]
-    assert after["volume"] == pytest.approx(before["volume"], rel=1e-5)
+    assert after.triangles == before.triangles and after.watertight
+    assert after.volume == pytest.approx(before.volume, rel=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -81,10 +81,10 @@ def test_meshio_rejects_what_is_not_a_mesh(data, fragment):
 
 def test_meshio_watertight_needs_closed_and_consistent():
     vertices, faces = meshio.read_mesh(CUBE_STL)
-    assert not meshio.mesh_stats(vertices, faces[:-1])["watertight"]  # a hole
+    assert not meshio.mesh_stats(vertices, faces[:-1]).watertight  # a hole
     flipped = faces.copy()
     flipped[0] = flipped[0, ::-1]
-    assert not meshio.mesh_stats(vertices, flipped)["watertight"]  # one face wound the wrong way
+    assert not meshio.mesh_stats(vertices, flipped).watertight  # one face wound the wrong way
 
 
 def test_meshio_bvh_covers_every_triangle_once():
@@ -123,8 +123,8 @@ def test_implicit_isosurface_is_closed_and_converges():
     for n in (8, 16, 32):
         vertices, faces = implicit.isosurface(implicit.lattice_volume("sphere", (20, 20, 20), 10, 1, (n, n, n), 8))
         stats = meshio.mesh_stats(vertices, faces)
-        assert stats["watertight"]
-        errors.append(abs(stats["volume"] - 4 / 3 * math.pi * 8 ** 3))
+        assert stats.watertight
+        errors.append(abs(stats.volume - 4 / 3 * math.pi * 8 ** 3))
     assert errors[0] > errors[1] > errors[2]
 
 
@@ -132,7 +132,7 @@ def test_implicit_isosurface_caps_a_solid_that_fills_the_patch():
     full = implicit.Volume(values=-np.ones((5, 5, 5), np.float32), offset=np.zeros(3), size=np.full(3, 4.0))
     vertices, faces = implicit.isosurface(full)
     stats = meshio.mesh_stats(vertices, faces)
-    assert stats["watertight"] and stats["volume"] == pytest.approx(4 ** 3, rel=0.01)  # capped at the border
+    assert stats.watertight and stats.volume == pytest.approx(4 ** 3, rel=0.01)  # capped at the border
     empty = implicit.Volume(values=np.ones((5, 5, 5), np.float32), offset=np.zeros(3), size=np.full(3, 4.0))
     assert len(implicit.isosurface(empty)[1]) == 0
 
@@ -141,7 +141,7 @@ def test_implicit_mesh_volume_reproduces_the_mesh():
     vertices, faces = meshio.read_mesh(meshes.bracket_obj())
     sampled = implicit.mesh_volume(vertices, faces, 48)
     again = meshio.mesh_stats(*implicit.isosurface(sampled))
-    assert again["watertight"] and again["volume"] == pytest.approx(6500, rel=0.03)
+    assert again.watertight and again.volume == pytest.approx(6500, rel=0.03)
     with pytest.raises(implicit.VolumeError, match="at least 8"):
         implicit.mesh_volume(vertices, faces, 6)
 

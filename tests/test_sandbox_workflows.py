@@ -505,7 +505,7 @@ def test_workflow_remesh_writes_other_formats(api, fmt):
 @pytest.mark.parametrize(
     ("params", "fragment"),
     [({"thickness": "thick"}, "parameter 'thickness' must be a number"),
-     ({"resolution": "2"}, "parameter 'resolution' must be one or three whole numbers in [4, 256]"),
+     ({"resolution": "2"}, "parameter 'resolution' must be one or three whole numbers in [4, 96]"),
      ({"shape": "teapot"}, "parameter 'shape' must be one of diamond, gyroid, schwarz-p, sphere")],
 )
 def test_workflow_bad_parameter_fails_the_job_with_its_reason(api, params, fragment):

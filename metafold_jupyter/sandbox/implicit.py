@@ -23,6 +23,8 @@ __all__ = [
     "Volume",
     "VolumeError",
     "SHAPES",
+    "MIN_SAMPLES",
+    "MAX_SAMPLES",
     "encode_volume",
     "decode_volume",
     "lattice_volume",
@@ -32,7 +34,8 @@ __all__ = [
 
 _MAGIC = b"MFSDF\x00\x00\x02"
 _HEADER = struct.Struct("<8s3H2x3f3f")  # magic, resolution, offset (mm), size (mm)
-_MIN_SAMPLES, _MAX_SAMPLES = 4, 256
+# Per axis. 96³ samples of a lattice take ~2 s and ~400 MB to mesh: the most a sandbox should spend.
+MIN_SAMPLES, MAX_SAMPLES = 4, 96
 _MESH_MARGIN = 2  # grid nodes outside a mesh's bounding box, so its volume is closed
 
 # TPMS names as Metafold's lattice_type spells them (lower case) -> the sandbox's shape
@@ -97,6 +100,7 @@ def decode_volume(
         VolumeError: a header that does not match the data, or raw data without a
             resolution that fits it.
     """
+    shape: tuple[int, ...]
     if data[:8] == _MAGIC and len(data) >= _HEADER.size:
         _, nx, ny, nz, *rest = _HEADER.unpack_from(data)
         shape = (nx, ny, nz)
@@ -129,8 +133,8 @@ def _grid_axes(offset: np.ndarray, spacing: np.ndarray, shape: tuple[int, ...]) 
 
 
 def _check_samples(resolution: tuple[int, int, int]) -> None:
-    if min(resolution) < _MIN_SAMPLES or max(resolution) > _MAX_SAMPLES:
-        raise VolumeError(f"resolution must be {_MIN_SAMPLES}..{_MAX_SAMPLES} samples per axis, not {list(resolution)}")
+    if min(resolution) < MIN_SAMPLES or max(resolution) > MAX_SAMPLES:
+        raise VolumeError(f"resolution must be {MIN_SAMPLES}..{MAX_SAMPLES} samples per axis, not {list(resolution)}")
 
 
 def lattice_volume(
@@ -217,7 +221,7 @@ def mesh_volume(vertices: np.ndarray, faces: np.ndarray, resolution: tuple[int, 
         _check_samples((resolution,) * 3)
         spacing = np.full(3, extent.max() / (resolution - inner))
         shape = tuple(int(v) for v in np.ceil(extent / spacing).astype(int) + inner)
-        shape = tuple(max(s, _MIN_SAMPLES) for s in shape)
+        shape = tuple(max(s, MIN_SAMPLES) for s in shape)
     else:
         _check_samples(resolution)
         shape = tuple(int(v) for v in resolution)

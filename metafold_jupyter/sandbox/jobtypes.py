@@ -37,7 +37,7 @@ __all__ = [
 Outputs = tuple[dict[str, str], dict[str, tuple[str, bytes]]]
 
 #: Parameters of the default lattice (``implicit/evaluate`` without parameters).
-DEFAULT_LATTICE = {"shape": "gyroid", "size": 20.0, "cell_size": 10.0, "thickness": 1.0, "resolution": 32}
+DEFAULT_LATTICE: dict[str, Any] = {"shape": "gyroid", "size": 20.0, "cell_size": 10.0, "thickness": 1.0, "resolution": 32}
 _DEFAULT_MESH_RESOLUTION = 32
 _BUILT_IN_CUBE = "built-in 10 mm cube (no 'mesh' input)"
 
@@ -226,15 +226,14 @@ def _preprocess(params: Mapping[str, str], inputs: Mapping[str, JobInput], label
     fmt = _choice(params, "format", "stl", meshio.MESH_FORMATS)
     vertices = vertices * scale
     stats = meshio.mesh_stats(vertices, faces)
-    lo, hi = stats["bounds"]
     return (
         {
-            "triangles": str(stats["triangles"]),
-            "vertices": str(stats["vertices"]),
-            "watertight": str(stats["watertight"]).lower(),
-            "volume": _fmt(stats["volume"]),
-            "area": _fmt(stats["area"]),
-            "bounding_box": _vec([*lo, *hi]),
+            "triangles": str(stats.triangles),
+            "vertices": str(stats.vertices),
+            "watertight": str(stats.watertight).lower(),
+            "volume": _fmt(stats.volume),
+            "area": _fmt(stats.area),
+            "bounding_box": _vec([*stats.lo, *stats.hi]),
             "units": "mm",
             "source": source,
         },
@@ -273,7 +272,8 @@ def _from_mesh(params: Mapping[str, str], inputs: Mapping[str, JobInput], label:
     from . import implicit
 
     vertices, faces, source = _mesh_input(inputs, cache)
-    res = _triple(params, "resolution", (_DEFAULT_MESH_RESOLUTION,) * 3, lo=4, hi=256, integer=True)
+    res = _triple(params, "resolution", (_DEFAULT_MESH_RESOLUTION,) * 3, lo=implicit.MIN_SAMPLES,
+                  hi=implicit.MAX_SAMPLES, integer=True)
     if "bvh" in inputs and not inputs["bvh"].read()[:5] == b"MFBVH":
         raise JobFailure(f"input 'bvh' ({inputs['bvh'].filename}) is not a BVH made by mesh/compute-bvh")
     try:
@@ -285,7 +285,7 @@ def _from_mesh(params: Mapping[str, str], inputs: Mapping[str, JobInput], label:
 
 def _lattice_parameters(params: Mapping[str, str]) -> dict[str, Any]:
     """The lattice a job asks for: its own parameters over what a Metafold ``graph`` says."""
-    from .implicit import SHAPES
+    from .implicit import MAX_SAMPLES, MIN_SAMPLES, SHAPES
 
     merged: dict[str, str] = {}
     if "graph" in params:
@@ -299,7 +299,8 @@ def _lattice_parameters(params: Mapping[str, str]) -> dict[str, Any]:
         "size": _triple(merged, "size", (d["size"],) * 3, lo=1e-3, hi=1e4),
         "cell_size": _number(merged, "cell_size", float(d["cell_size"]), lo=0, hi=1e4, unit=" mm"),
         "thickness": _number(merged, "thickness", float(d["thickness"]), lo=0, hi=1e4, unit=" mm"),
-        "resolution": _triple(merged, "resolution", (d["resolution"],) * 3, lo=4, hi=256, integer=True),
+        "resolution": _triple(merged, "resolution", (d["resolution"],) * 3, lo=MIN_SAMPLES, hi=MAX_SAMPLES,
+                              integer=True),
         "radius": _number(merged, "radius", math.nan, lo=0, hi=1e4, unit=" mm"),
     }
 
@@ -346,16 +347,15 @@ def _evaluate(params: Mapping[str, str], inputs: Mapping[str, JobInput], label: 
 
 def _metrics(params: Mapping[str, str], inputs: Mapping[str, JobInput], label: str, cache: ResultCache) -> Outputs:
     _, _, stats = _surface(params, inputs, "implicit/metrics", cache)
-    lo, hi = stats["bounds"]
-    box = float((hi - lo).prod())
+    box = float((stats.hi - stats.lo).prod())
     return (
         {
-            "volume": _fmt(stats["volume"]),
-            "area": _fmt(stats["area"]),
+            "volume": _fmt(stats.volume),
+            "area": _fmt(stats.area),
             # the name Metafold's own simulation helpers read
-            "interior_volume": _fmt(stats["volume"]),
-            "relative_density": _fmt(stats["volume"] / box if box > 0 else 0.0),
-            "bounding_box": _vec([*lo, *hi]),
+            "interior_volume": _fmt(stats.volume),
+            "relative_density": _fmt(stats.volume / box if box > 0 else 0.0),
+            "bounding_box": _vec([*stats.lo, *stats.hi]),
         },
         {},
     )
@@ -368,11 +368,11 @@ def _from_volume(params: Mapping[str, str], inputs: Mapping[str, JobInput], labe
     vertices, faces, stats = _surface(params, inputs, "mesh/from-volume", cache)
     return (
         {
-            "triangles": str(stats["triangles"]),
-            "vertices": str(stats["vertices"]),
-            "watertight": str(stats["watertight"]).lower(),
-            "volume": _fmt(stats["volume"]),
-            "area": _fmt(stats["area"]),
+            "triangles": str(stats.triangles),
+            "vertices": str(stats.vertices),
+            "watertight": str(stats.watertight).lower(),
+            "volume": _fmt(stats.volume),
+            "area": _fmt(stats.area),
             "format": fmt,
         },
         {"mesh": (fmt, meshio.write_mesh(vertices, faces, fmt, label))},

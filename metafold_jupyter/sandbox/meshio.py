@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 import struct
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +22,7 @@ __all__ = [
     "weld",
     "write_mesh",
     "mesh_stats",
+    "MeshStats",
     "build_bvh",
     "MESH_FORMATS",
 ]
@@ -197,9 +200,9 @@ def _ply_binary(elements: list, data: bytes, offset: int, order: str) -> tuple[n
             else:
                 fields.append((p[1], order + p[2]))
         dtype = np.dtype(fields)
-        table = np.frombuffer(data, dtype=dtype, count=count, offset=offset) if count else None
         list_counts = [f"n{i}" for i, p in enumerate(props) if p[0] == "list"]
-        if table is not None and all((table[c] == 3).all() for c in list_counts):
+        table = np.frombuffer(data, dtype=dtype, count=count, offset=offset) if count else np.zeros(0, dtype)
+        if count and all((table[c] == 3).all() for c in list_counts):
             offset += dtype.itemsize * count
             if name == "face":
                 key = next(p[1] for p in props if p[0] == "list")
@@ -308,7 +311,20 @@ def _write_ply(vertices: np.ndarray, faces: np.ndarray, name: str) -> bytes:
 # -- measuring -------------------------------------------------------------------------------
 
 
-def mesh_stats(vertices: np.ndarray, faces: np.ndarray) -> dict[str, object]:
+@dataclass(frozen=True)
+class MeshStats:
+    """What :func:`mesh_stats` measures."""
+
+    triangles: int
+    vertices: int
+    volume: float
+    area: float
+    watertight: bool
+    lo: np.ndarray
+    hi: np.ndarray
+
+
+def mesh_stats(vertices: np.ndarray, faces: np.ndarray) -> MeshStats:
     """Volume (mm³, divergence theorem), area (mm²), bounds and whether the mesh is watertight.
 
     Watertight means every edge is shared by exactly two faces that run along it in
@@ -326,15 +342,16 @@ def mesh_stats(vertices: np.ndarray, faces: np.ndarray) -> dict[str, object]:
     backward = np.sort(directed[:, 1] * n + directed[:, 0])
     # closed and consistently wound: each directed edge once, and its reverse once too
     watertight = bool(len(faces) > 0 and (np.diff(forward) != 0).all() and np.array_equal(forward, backward))
-    lo, hi = vertices[faces.ravel()].min(axis=0), vertices[faces.ravel()].max(axis=0)
-    return {
-        "triangles": int(len(faces)),
-        "vertices": int(np.count_nonzero(np.bincount(faces.ravel(), minlength=len(vertices)))),
-        "volume": volume,
-        "area": area,
-        "watertight": watertight,
-        "bounds": (lo, hi),
-    }
+    used = vertices[faces.ravel()]
+    return MeshStats(
+        triangles=int(len(faces)),
+        vertices=int(np.count_nonzero(np.bincount(faces.ravel(), minlength=len(vertices)))),
+        volume=volume,
+        area=area,
+        watertight=watertight,
+        lo=used.min(axis=0, initial=np.inf),
+        hi=used.max(axis=0, initial=-np.inf),
+    )
 
 
 def build_bvh(vertices: np.ndarray, faces: np.ndarray, leaf_size: int = 8) -> tuple[bytes, dict[str, int]]:
@@ -351,7 +368,7 @@ def build_bvh(vertices: np.ndarray, faces: np.ndarray, leaf_size: int = 8) -> tu
     lo_t, hi_t = corners.min(axis=1), corners.max(axis=1)
     centroids = corners.mean(axis=1)
     order = np.arange(len(faces))
-    nodes: list[tuple] = []
+    nodes: list[list[Any]] = []
     depth = leaves = 0
     stack = [(0, len(faces), 0, -1, 0)]  # start, stop, depth, parent index, which child
     while stack:

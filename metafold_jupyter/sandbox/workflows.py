@@ -237,13 +237,13 @@ def _resolve_one(
     find_file: Callable[[str], int | None],
     project_id: int,
 ) -> tuple:
-    job_name, dot, output = value.partition(".")
+    job_name, dot, named = value.partition(".")
+    target: JobSpec | None = None
+    output: str | None = None  # None: the bare job name, its first output
     if value in by_name and value != spec.name:
-        target, output = by_name[value], None
-    elif dot and output and job_name in by_name and job_name != spec.name:
-        target = by_name[job_name]
-    else:
-        target = None
+        target = by_name[value]
+    elif dot and named and job_name in by_name and job_name != spec.name:
+        target, output = by_name[job_name], named
     if target is not None:
         outputs = jobtypes.kind_of(target.type).outputs
         if output is None and not outputs:
