@@ -184,3 +184,13 @@ def test_bench_sandbox_jobs_runs(capsys):
     result = bench_sandbox_jobs.main(["--resolution", "12", "--thickness", "0.5", "1.5"])
     assert result["volumes"] == sorted(result["volumes"]) and result["cpu_max_s"] > 0
     assert "CPU per workflow" in capsys.readouterr().out
+
+
+def test_implicit_isosurface_treats_missing_samples_as_outside():
+    values = np.full((6, 6, 6), 1.0, np.float32)
+    values[1:5, 1:5, 1:5] = -1.0
+    values[0, 0, 0] = np.nan
+    values[5, 5, 5] = np.inf
+    vertices, faces = implicit.isosurface(implicit.Volume(values=values, offset=np.zeros(3), size=np.full(3, 5.0)))
+    stats = meshio.mesh_stats(vertices, faces)
+    assert stats.watertight and np.isfinite(vertices).all() and stats.volume == pytest.approx(4 ** 3, rel=0.2)

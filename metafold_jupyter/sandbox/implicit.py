@@ -243,7 +243,7 @@ def _ray_cast(corners: np.ndarray, axes: list[np.ndarray], axis: int) -> tuple[n
     """Parity and distance to the nearest crossing along ``axis``, for every grid node."""
     u, v = [a for a in range(3) if a != axis]
     au, av, aw = axes[u], axes[v], axes[axis]
-    hu, hv, hw = au[1] - au[0], av[1] - av[0], aw[1] - aw[0]
+    hu, hv = au[1] - au[0], av[1] - av[0]
     # Rays pass a hair beside the nodes, so no ray runs exactly through a mesh edge or vertex.
     ray_u, ray_v = au + hu * 1.3e-6, av + hv * 0.7e-6
     p = corners[:, :, [u, v]]
@@ -347,9 +347,11 @@ def isosurface(volume: Volume, level: float = 0.0) -> tuple[np.ndarray, np.ndarr
     border and the mesh is always closed. A volume with nothing inside gives an empty mesh.
     """
     spacing = volume.spacing
+    values = np.asarray(volume.values, dtype=np.float64) - level
+    finite = np.isfinite(values)
     # far outside, so a solid that reaches the border is capped right at it (within the 1e-3 clip below)
-    pad = 1e6 * (float(np.abs(volume.values).max(initial=0.0)) + float(spacing.max()))
-    f = np.pad(np.asarray(volume.values, dtype=np.float64) - level, 1, constant_values=pad)
+    pad = 1e6 * (float(np.abs(values[finite]).max(initial=0.0)) + float(spacing.max()))
+    f = np.pad(np.where(finite, values, pad), 1, constant_values=pad)  # NaN or inf samples count as outside
     f[f == 0] = 1e-12 * float(spacing.max())  # no sample exactly on the surface: no zero-area triangles
     origin = volume.offset - spacing
     nx, ny, nz = f.shape
