@@ -8,6 +8,7 @@ exactly the contract's keys and formats.
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 import requests
@@ -132,3 +133,25 @@ def test_sdk_workflow_cancel_and_failure(client, sandbox):
     boom, after = (client.jobs.get(j) for j in failed.jobs)
     assert boom.state == "failure" and "Simulated failure" in boom.error
     assert after.state == "canceled"
+
+
+def test_sdk_runs_metafolds_example_workflow_as_its_helpers_read_it(client, sandbox):
+    """sample-mesh.yml with the input supplied at dispatch, read back as the SDK's own helpers do."""
+    from pathlib import Path
+
+    definition = (Path(__file__).resolve().parent.parent / "notebooks" / "workflows" / "sample-mesh.yml").read_text()
+    workflow = client.workflows.run(definition, assets={"preprocess-mesh.mesh": "cube.stl"},
+                                    parameters={"sample-mesh.resolution": "24"}, timeout=30)
+    assert workflow.state == "success"
+    volume = workflow.get_asset("sample-mesh.volume")
+    assert volume is not None and volume.filename.endswith(".bin")
+    # what the SDK's compression simulation reads from a sampled mesh
+    patch = {k: json.loads(workflow.get_parameter(f"sample-mesh.patch_{k}")) for k in ("size", "offset", "resolution")}
+    assert patch["resolution"] == [24, 24, 24] and len(patch["size"]) == len(patch["offset"]) == 3
+    metrics = client.workflows.run("jobs:\n  metrics:\n    type: implicit/metrics\n",
+                                   assets={"metrics.volume": volume.filename},
+                                   parameters={"metrics.volume_size": json.dumps(patch["size"])}, timeout=30)
+    assert 900 < float(metrics.get_parameter("metrics.interior_volume")) <= 1000
+    for job_id in workflow.jobs:
+        job = client.jobs.get(job_id)
+        assert job.state == "success" and job.outputs.assets

@@ -21,6 +21,16 @@ from .server import Sandbox
 __all__ = ["main", "build_parser"]
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
     parser = argparse.ArgumentParser(
@@ -40,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--download-mib-s", type=float, default=0.0, metavar="R",
         help="serve download links at most this fast, to emulate a network link (default: unlimited)",
+    )
+    parser.add_argument(
+        "--max-running-workflows", type=_positive_int, default=None, metavar="N",
+        help="answer a dispatch with 429 + Retry-After while N workflows are in flight (default: no limit)",
     )
     parser.add_argument(
         "--allow-remote", action="store_true", help="allow a non-loopback --host (the credentials are public!)"
@@ -67,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             bulk_asset_mib=args.bulk_asset_mib,
             download_mib_s=args.download_mib_s,
             allow_remote=args.allow_remote,
+            max_running_workflows=args.max_running_workflows,
         ).start()
     except (ValueError, OSError) as exc:
         print(f"metafold-sandbox: {exc}", file=sys.stderr)

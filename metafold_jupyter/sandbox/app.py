@@ -275,9 +275,7 @@ class SandboxApp:
         asset = self.store.asset(request.user, pid, aid)
         if request.args.get("download", "").lower() not in ("true", "1", "yes"):
             return Response(asset.to_json(), mimetype="application/json")
-        quota = self.store.quota()
-        if quota["export"] <= 0:
-            raise MessageError(403, "Export quota exceeded")
+        # Downloads are free: the export quota counts export jobs (mesh/from-volume), not fetches.
         data = asset.to_dict()
         data["link"] = self.signer.link(asset)
         return json_reply(data)
@@ -344,7 +342,12 @@ class SandboxApp:
             return json_reply(self.store.workflow(request.user, pid, wid).to_dict())
 
     def on_run_workflow(self, request: _Request, pid: str) -> Response:
-        """``POST /projects/{pid}/workflows``: dispatch; 202 with the status ``link``."""
+        """``POST /projects/{pid}/workflows``: dispatch; 202 with the status ``link``.
+
+        400 for a bad request, 403 for an expired licence or exhausted quota, 429
+        with ``Retry-After`` past the sandbox's in-flight limit; none of them creates
+        anything.
+        """
         with self.store.lock:
             workflow = self.store.dispatch(request.user, pid, self._json_body(request))
             link = self._status_link(request, workflow.project_id, workflow.id)

@@ -149,6 +149,8 @@ class Sandbox:
         download_mib_s: if > 0, serve download links no faster than this, to
             emulate a network link (progress bars in demos, realistic benchmarks).
         allow_remote: allow a non-loopback ``host``.
+        max_running_workflows: answer a dispatch with 429 and ``Retry-After`` while
+            this many workflows are pending or started (None: no limit; settable).
 
     Raises:
         ValueError: on a non-loopback host without ``allow_remote``, or bad numbers.
@@ -167,6 +169,7 @@ class Sandbox:
         bulk_asset_mib: int = 0,
         download_mib_s: float = 0.0,
         allow_remote: bool = False,
+        max_running_workflows: int | None = None,
     ) -> None:
         if not _is_loopback(host) and not allow_remote:
             raise ValueError(
@@ -200,7 +203,9 @@ class Sandbox:
             self._bulk_asset = (path, size, checksum)
 
         self._monitor = Monitor()
-        self.store = Store(self._tmp / "blobs", workflow_duration=workflow_duration)
+        self.store = Store(
+            self._tmp / "blobs", workflow_duration=workflow_duration, max_running_workflows=max_running_workflows
+        )
         self.tokens = TokenIssuer(
             lambda: f"{self._public_url() or 'http://sandbox.invalid'}/", AUDIENCE, token_lifetime
         )
@@ -343,6 +348,19 @@ class Sandbox:
     def set_quota(self, **remaining: int) -> None:
         """Set remaining quota counts, e.g. ``set_quota(project=0)`` to test the 403."""
         self.store.set_quota(**remaining)
+
+    def expire_license(self) -> None:
+        """Let the licence expire now: counted actions answer 403 until ``reset()``."""
+        self.store.expire_license()
+
+    @property
+    def max_running_workflows(self) -> int | None:
+        """Workflows in flight past which a dispatch gets 429 + ``Retry-After`` (None: no limit; settable)."""
+        return self.store.max_running_workflows
+
+    @max_running_workflows.setter
+    def max_running_workflows(self, value: int | None) -> None:
+        self.store.max_running_workflows = value
 
     # ------------------------------------------------------------------ faults
     def inject(
