@@ -20,6 +20,7 @@ from .errors import (
     ConfigError,
     MetafoldError,
     NotLoggedInError,
+    PartialResultError,
     PollTimeout,
     TransportError,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "APIError",
     "TransportError",
     "PollTimeout",
+    "PartialResultError",
     *_LAZY,
 ]
 

@@ -23,6 +23,7 @@ FETCH_TIMEOUT = (1.0, 2.0)  # connect/read seconds of a completion fetch
 _OPTIONS = {
     "_all": ["-o", "--out", "--project", "--sort", "--q"],
     "run": ["--param", "--asset", "--timeout", "-o", "--out", "--project"],
+    **{sub: ["-o", "--out", "--project", "--all-projects", "--sort", "--q"] for sub in ("assets", "jobs", "workflows")},
 }
 
 
