@@ -218,7 +218,9 @@ def account_frame(
     throttle = throttle or Throttle(workers)
     with throttle.slot():
         projects = s.get_json("/projects")
-    ids = [str(p["id"]) for p in projects if isinstance(p, Mapping) and p.get("id") is not None]
+    if not isinstance(projects, list):
+        raise APIError(200, "GET", "/projects", "the project list is not a list")
+    ids = list(dict.fromkeys(str(p["id"]) for p in projects if isinstance(p, Mapping) and p.get("id") is not None))
     params = query_params(sort, q)
     template = LIST_PATHS[kind]
 
@@ -240,15 +242,14 @@ def account_frame(
     if not outcome.failures:
         return frame
     _raise_if_all_refused(outcome, len(ids))
-    failures = _failures_frame(outcome.failures)
-    message = _summary(kind, failures, len(ids), len(frame))
+    message = _summary(kind, outcome.failures, len(ids), len(frame))
     if on_error == "warn":
         warnings.warn(message, PartialResultWarning, stacklevel=4)  # the caller of mf.jobs()
         return frame
     raise PartialResultError(
         message,
         frame=frame,
-        failures=failures,
+        failures=_failures_frame(outcome.failures),
         hint="the rows that came back are in .frame, the failed projects in .failures; "
         "run it again, or pass on_error='warn' to get the rows with a warning",
     )
@@ -304,13 +305,11 @@ def _message(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _summary(kind: str, failures: pd.DataFrame, total: int, rows: int) -> str:
-    import pandas as pd
-
+def _summary(kind: str, failures: Mapping[Hashable, BaseException], total: int, rows: int) -> str:
     parts = []
-    for row in failures.head(_SHOWN_FAILURES).itertuples(index=False):
-        status = "no answer" if pd.isna(row.status) else f"HTTP {row.status}"
-        parts.append(f"project {row.project_id} ({status}: {row.message})")
+    for pid, exc in list(failures.items())[:_SHOWN_FAILURES]:
+        status = getattr(exc, "status", None)
+        parts.append(f"project {pid} ({'no answer' if status is None else f'HTTP {status}'}: {_message(exc)})")
     more = len(failures) - _SHOWN_FAILURES
     if more > 0:
         parts.append(f"and {more} more")
@@ -331,20 +330,19 @@ def _order(frame: pd.DataFrame, sort: str | None) -> pd.DataFrame:
     """
     if frame.empty:
         return frame
-    by_id = frame.iloc[_id_key(frame["id"]).sort_values(ascending=False, kind="stable").index]
+    by_id = frame.loc[_id_key(frame["id"]).sort_values(ascending=False, kind="stable").index]
     if not sort:
         return by_id.reset_index(drop=True)
     match = _SORT.match(sort)
-    name = match.group(1).lower() if match else None
-    if name is None or name not in frame.columns:
+    if match is None or match.group(1).lower() not in frame.columns:
         warnings.warn(
             f"sort {sort!r} was sent to every project but could not be applied to the combined frame "
             "(expected field:1 or field:-1 on one of its columns); rows are newest ID first",
-            PartialResultWarning,
+            UserWarning,
             stacklevel=5,
         )
         return by_id.reset_index(drop=True)
-    descending = match.group(2) == "-1"
+    name, descending = match.group(1).lower(), match.group(2) == "-1"
     if name == "id":
         ordered = by_id if descending else by_id.iloc[::-1]
     else:
