@@ -21,6 +21,7 @@ __all__ = [
     "PollTimeout",
     "IntegrityError",
     "InvalidIdError",
+    "InvalidValueError",
     "PartialResultError",
     "redact_url",
 ]
@@ -81,6 +82,10 @@ class InvalidIdError(MetafoldError, ValueError):
     """An ID that cannot name one Metafold resource (a ``/``, ``#``, ``?``, ``..``, empty...)."""
 
     hint = "IDs are plain values such as 123, as shown in the id column of %metafold projects / assets"
+
+
+class InvalidValueError(MetafoldError, ValueError):
+    """An argument the API would refuse (an ``access`` outside private/public/org...), caught before sending."""
 
 
 class MissingCredentialsError(ConfigError):

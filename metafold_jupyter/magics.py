@@ -19,7 +19,7 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Float
 
-from . import frames, kernel_session, operations
+from . import frames, kernel_session, lifecycle, operations
 from .errors import MetafoldError, MissingCredentialsError
 from .history import looks_secret, scrub_current_cell
 
@@ -37,6 +37,11 @@ SUBCOMMANDS: dict[str, str] = {
     "get": "get PATH: raw JSON GET (DataFrame for a list of records, else a dict)",
     "download": "download ASSET_ID [DEST]: stream an asset to disk, checked",
     "upload": "upload PATH: upload a file as an asset (one-row DataFrame)",
+    "create": "create NAME [--access A]: create a project (one-row DataFrame)",
+    "duplicate": "duplicate ID NAME [--access A]: copy a project into a new one",
+    "rename": "rename ID NAME [--access A]: rename a project (and change its access)",
+    "cancel": "cancel WORKFLOW_ID: cancel a running workflow",
+    "delete": "delete project|asset|job|workflow ID --yes: delete it (says what, without --yes)",
     "run": "%%metafold run: run the cell's workflow YAML, return its jobs",
     "help": "this list",
 }
@@ -147,11 +152,16 @@ class MetafoldMagics(Magics):
     @argument("--param", metavar="KEY=VALUE", action="append", default=[], help="run: a job parameter")
     @argument("--asset", metavar="KEY=ASSET_ID", action="append", default=[], help="run: a job input asset")
     @argument("--timeout", metavar="S", type=float, default=600.0, help="run: seconds to wait (default 600)")
+    @argument("--access", metavar="A", help="create/duplicate/rename: private, public or org")
+    @argument("--yes", action="store_true", help="delete: really delete (without it, delete only says what it would)")
     @argument("subcommand", nargs="?", default="help", help="one of: " + ", ".join(SUBCOMMANDS))
-    @argument("args", nargs="*", help="arguments of the subcommand (ID, PATH, DEST)")
+    @argument("args", nargs="*", help="arguments of the subcommand (ID, PATH, DEST, NAME, KIND)")
     @line_cell_magic
     def metafold(self, line: str = "", cell: str | None = None) -> Any:
-        """Work with Metafold: DataFrames of your account, transfers and workflow runs."""
+        """Work with Metafold: DataFrames of your account, transfers, workflow runs, lifecycle.
+
+        Lifecycle: create, duplicate, rename, cancel and delete (a delete needs --yes).
+        """
         if looks_secret(line, random_words=False):
             scrub_current_cell(self.shell, line)
             raise UsageError("refused: this line looks like it holds a token or secret; " + _LOGIN_HELP)
@@ -168,6 +178,10 @@ class MetafoldMagics(Magics):
             )
         if (args.param or args.asset) and name != "run":
             raise UsageError("--param and --asset apply to %%metafold run only")
+        if args.access is not None and name not in ("create", "duplicate", "rename"):
+            raise UsageError("--access applies to create, duplicate and rename only")
+        if args.yes and name != "delete":
+            raise UsageError("--yes applies to delete only")
         if args.all_projects and name not in ALL_PROJECTS:
             raise UsageError(f"--all-projects applies to {', '.join(ALL_PROJECTS)} only")
         result = self._call(lambda: handler(args, cell) if name == "run" else handler(args))
@@ -250,6 +264,58 @@ class MetafoldMagics(Magics):
     def _cmd_upload(self, args: Any) -> Any:
         (path,) = self._positional(args, "upload PATH", 1, 1)
         return operations.upload_asset(path, args.project, progress=self.progress)
+
+    # lifecycle: writes; the completer's cached IDs are dropped after each one
+
+    def _cmd_create(self, args: Any) -> Any:
+        words = self._positional(args, "create NAME [--access A]", 1, sys.maxsize)
+        return self._wrote(lifecycle.create_project(" ".join(words), access=args.access or "private"))
+
+    def _cmd_duplicate(self, args: Any) -> Any:
+        source, *words = self._positional(args, "duplicate ID NAME [--access A]", 2, sys.maxsize)
+        return self._wrote(lifecycle.duplicate_project(source, " ".join(words), access=args.access))
+
+    def _cmd_rename(self, args: Any) -> Any:
+        pid, *words = self._positional(args, "rename ID NAME [--access A]", 2, sys.maxsize)
+        return self._wrote(lifecycle.update_project(pid, name=" ".join(words), access=args.access))
+
+    def _cmd_cancel(self, args: Any) -> Any:
+        (wid,) = self._positional(args, "cancel WORKFLOW_ID [--project ID]", 1, 1)
+        return self._wrote(lifecycle.cancel_workflow(wid, args.project))
+
+    def _cmd_delete(self, args: Any) -> Any:
+        usage = "delete project|asset|job|workflow ID --yes [--project ID]"
+        kind, rid = self._positional(args, usage, 2, 2)
+        kind = kind.lower().removesuffix("s")
+        if kind not in lifecycle.KINDS:
+            raise UsageError(f"delete what? {args.args[0]!r} is not one of: {', '.join(lifecycle.KINDS)}; usage: "
+                             f"%metafold {usage}")
+        if kind == "project" and args.project:
+            raise UsageError("delete project takes the project's ID, not --project")
+        if not args.yes:
+            what = lifecycle.describe(kind, lifecycle.lookup(kind, rid, args.project))
+            if kind == "project":
+                default = kernel_session.session().project_id
+                what += " (your default project)" if default is not None and str(default) == rid else ""
+                what += " with all its assets, jobs and workflows"
+            line = f"%metafold delete {kind} {rid}" + (f" --project {args.project}" if args.project else "")
+            raise UsageError(f"refused without --yes: this would delete {what}; to delete it, run: {line} --yes")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", lifecycle.DefaultProjectCleared)
+            row = lifecycle.delete(kind, rid, args.project)
+        print(f"Deleted {lifecycle.describe(kind, row)}.")
+        for warning in caught:
+            if issubclass(warning.category, lifecycle.DefaultProjectCleared):
+                print(str(warning.message)[0].upper() + str(warning.message)[1:] + ".")
+            else:
+                warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+        return self._wrote(row)
+
+    def _wrote(self, result: Any) -> Any:
+        completer = getattr(self, "completer", None)
+        if completer is not None:
+            completer.cache.clear()
+        return result
 
     def _cmd_run(self, args: Any, cell: str) -> Any:
         self._positional(args, "run", 0, 0)

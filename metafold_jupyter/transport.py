@@ -1,11 +1,12 @@
 """Transport layer: one keep-alive requests.Session per login, retry policy as data,
 timeouts on every call, one refresh-and-replay on a 401, errors mapped to APIError.
 
-Retries come only from urllib3 ``Retry`` mounted through ``HTTPAdapter``: idempotent
-methods on 408/429/5xx and dropped connections; POST and PATCH are retried only when
-the connection could not be opened (so they never reach the server twice). The
-token exchange has its own adapter, mounted on the token URL, that may retry its
-POST on connect errors, 429 and 5xx — never on 401/403.
+Retries come only from urllib3 ``Retry`` mounted through ``HTTPAdapter``: reads on
+408/429/5xx and dropped connections. Writes (POST, PATCH, DELETE, PUT) are sent once:
+retried only when the connection could not be opened, and PATCH/DELETE also on a 429
+refusal (see :class:`WriteOnceRetry`). The token exchange has its own adapter,
+mounted on the token URL, that may retry its POST on connect errors, 429 and 5xx —
+never on 401/403.
 
 The bearer token is attached by :class:`BearerAuth` only to requests for the
 configured API origin. Passing an explicit ``auth`` also means requests never
@@ -35,17 +36,45 @@ _LOGGER = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
-#: API calls: idempotent methods retried on dropped connections and RETRY_STATUSES.
+#: Methods that may be sent again after the server may have acted on them.
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
+class WriteOnceRetry(Retry):
+    """``Retry`` that never sends a write again once the server may have acted on it.
+
+    Reads (``allowed_methods``) are retried as ``Retry`` does. Every other method is a
+    write: urllib3 still retries it when the connection could not be opened (nothing
+    was sent), but never after a 5xx or a connection dropped after sending — the
+    server may have acted, and a replayed DELETE would report a 404 for a delete that
+    worked, a replayed POST create a second project. The one exception is data:
+    :attr:`WRITE_REFUSALS`, statuses that mean the server refused the request without
+    acting on it. 429 is such a refusal (a rate limiter answers before the request is
+    handled, RFC 6585 §4); 503 is not, even with Retry-After, because a gateway may
+    send it after the backend acted. POST is left out: its body may be a one-shot
+    stream (uploads) that urllib3 cannot send again.
+    """
+
+    #: method -> statuses after which that write may be sent again (it was refused).
+    WRITE_REFUSALS: dict[str, frozenset[int]] = {"PATCH": frozenset({429}), "DELETE": frozenset({429})}
+
+    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        if self._is_method_retryable(method):
+            return super().is_retry(method, status_code, has_retry_after)
+        return status_code in self.WRITE_REFUSALS.get(method.upper(), ())
+
+
+#: API calls: reads retried on dropped connections and RETRY_STATUSES; writes sent once.
 #: One read retry only: urllib3 counts a read timeout as a read error too, and a
 #: user should wait at most twice the read timeout for a server that never answers.
-API_RETRY = Retry(
+API_RETRY = WriteOnceRetry(
     total=5,
     connect=3,
     read=1,
     status=4,
     other=0,
     redirect=5,
-    allowed_methods=Retry.DEFAULT_ALLOWED_METHODS,
+    allowed_methods=READ_METHODS,
     status_forcelist=RETRY_STATUSES,
     backoff_factor=0.25,
     backoff_max=8.0,

@@ -170,6 +170,12 @@ def check_getting_started(nb: nbformat.NotebookNode) -> None:
     for key in ("project", "import", "export", "simulation"):
         assert key in texts(cell(nb, "%metafold quota"))
     assert "Metafold Pro (sandbox)" in texts(cell(nb, "%metafold license"))
+    scratch = texts(cell(nb, "scratch = %metafold create"))
+    assert "Scratch for getting started" in scratch and "private" in scratch
+    assert "Scratch copy" in texts(cell(nb, "copy = %metafold duplicate"))
+    assert "Scratch copy, renamed" in texts(cell(nb, "mf.update_project("))
+    assert "Deleted project " in texts(cell(nb, "%metafold delete project"), "stdout")
+    assert "scratch projects left: 0" in texts(cell(nb, "mf.delete_project("))
 
 
 def check_account_analysis(nb: nbformat.NotebookNode) -> None:
