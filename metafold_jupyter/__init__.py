@@ -20,6 +20,7 @@ from .errors import (
     ConfigError,
     MetafoldError,
     NotLoggedInError,
+    PartialResultError,
     PollTimeout,
     TransportError,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "APIError",
     "TransportError",
     "PollTimeout",
+    "PartialResultError",
     *_LAZY,
 ]
 

@@ -31,6 +31,8 @@ _OPTIONS = {
     "rename": ["--access", "-o", "--out"],
     "cancel": ["--project", "-o", "--out"],
     "delete": ["--yes", "--project", "-o", "--out"],
+    **{sub: ["-o", "--out", "--project", "--all-projects", "--sort", "--q"]
+       for sub in ("assets", "jobs", "workflows")},
 }
 #: options followed by a value (the value is not a positional word)
 _TAKES_VALUE = ("-o", "--out", "--project", "--sort", "--q", "--param", "--asset", "--timeout", "--access")

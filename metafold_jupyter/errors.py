@@ -22,6 +22,7 @@ __all__ = [
     "IntegrityError",
     "InvalidIdError",
     "InvalidValueError",
+    "PartialResultError",
     "redact_url",
 ]
 
@@ -206,6 +207,32 @@ class IntegrityError(MetafoldError):
         self.expected = expected
         self.actual = actual
 
+
+class PartialResultError(MetafoldError):
+    """Some of the calls behind one result failed (an account-wide frame with failed projects).
+
+    Nothing is silently missing: the rows that came back and what failed travel together.
+
+    Attributes:
+        frame: the rows that came back (the usual schema and dtypes).
+        failures: a DataFrame with one row per failed call: ``project_id``, ``status``
+            (Int64, ``<NA>`` when there was no answer) and ``message`` (the API's own).
+    """
+
+    def __init__(self, message: str, *, frame: object, failures: object, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.frame = frame
+        self.failures = failures
+
+    def __reduce__(self) -> tuple:
+        return (_partial_result_error, (self.message, self.frame, self.failures, self.hint))
+
+    def __repr__(self) -> str:
+        return f"PartialResultError({self.message!r})"
+
+
+def _partial_result_error(message: str, frame: object, failures: object, hint: str) -> PartialResultError:
+    return PartialResultError(message, frame=frame, failures=failures, hint=hint)
 
 def _hint_for(status: int | None) -> str:
     return {

@@ -234,20 +234,56 @@ def project(id: str | None = None) -> pd.DataFrame:  # noqa: A002 - the interfac
     return to_frame(s.get_json(f"/projects/{s.require_project(id)}"), "projects")
 
 
-def assets(project: str | None = None, sort: str | None = None, q: str | None = None) -> pd.DataFrame:
-    """The assets of a project (default: the session's default project)."""
+def assets(
+    project: str | None = None, sort: str | None = None, q: str | None = None, *,
+    all_projects: bool = False, on_error: str = "raise", progress: bool | None = None,
+) -> pd.DataFrame:
+    """The assets of a project (default: the session's default project), or of every project.
+
+    ``all_projects=True`` fetches every project's list concurrently (``Session.concurrency``)
+    into one frame; ``on_error`` and ``progress`` apply to it (see :func:`jobs`).
+    """
+    if all_projects:
+        return _account("assets", project, sort, q, on_error, progress)
     s = session()
     return to_frame(s.get_json(f"/projects/{s.require_project(project)}/assets", query_params(sort, q)), "assets")
 
 
-def jobs(project: str | None = None, sort: str | None = None, q: str | None = None) -> pd.DataFrame:
-    """The jobs of a project, with ``duration`` = finished - started."""
+def jobs(
+    project: str | None = None, sort: str | None = None, q: str | None = None, *,
+    all_projects: bool = False, on_error: str = "raise", progress: bool | None = None,
+) -> pd.DataFrame:
+    """The jobs of a project, with ``duration`` = finished - started.
+
+    Args:
+        all_projects: every project's jobs in one frame (``project_id`` tells them
+            apart), fetched concurrently; ``sort`` orders the combined frame and ``q``
+            filters every project's list.
+        on_error: with ``all_projects``, when some projects fail: ``"raise"``
+            :class:`~metafold_jupyter.errors.PartialResultError` (with ``.frame`` and
+            ``.failures``) or ``"warn"`` and return the rows that came back.
+        progress: ``False`` hides the progress bar of ``all_projects``.
+    """
+    if all_projects:
+        return _account("jobs", project, sort, q, on_error, progress)
     s = session()
     return to_frame(s.get_json(f"/projects/{s.require_project(project)}/jobs", query_params(sort, q)), "jobs")
 
 
-def workflows(project: str | None = None, sort: str | None = None, q: str | None = None) -> pd.DataFrame:
-    """The workflows of a project, with ``duration`` = finished - started."""
+def workflows(
+    project: str | None = None, sort: str | None = None, q: str | None = None, *,
+    all_projects: bool = False, on_error: str = "raise", progress: bool | None = None,
+) -> pd.DataFrame:
+    """The workflows of a project (or of every project, see :func:`jobs`), with ``duration``."""
+    if all_projects:
+        return _account("workflows", project, sort, q, on_error, progress)
     s = session()
     path = f"/projects/{s.require_project(project)}/workflows"
     return to_frame(s.get_json(path, query_params(sort, q)), "workflows")
+
+
+def _account(kind: str, project: str | None, sort: str | None, q: str | None, on_error: str,
+             progress: bool | None) -> pd.DataFrame:
+    from .fanout import account_frame  # the account-wide fan-out lives in its own module
+
+    return account_frame(kind, project=project, sort=sort, q=q, on_error=on_error, progress=progress)

@@ -31,9 +31,9 @@ SUBCOMMANDS: dict[str, str] = {
     "license": "the licence (DataFrame)",
     "projects": "all projects (DataFrame; --sort, --q)",
     "project": "project [ID]: show the default project, or set it to ID",
-    "assets": "assets of a project (DataFrame; --project, --sort, --q)",
-    "jobs": "jobs of a project (DataFrame; --project, --sort, --q)",
-    "workflows": "workflows of a project (DataFrame; --project, --sort, --q)",
+    "assets": "assets of a project (DataFrame; --project | --all-projects, --sort, --q)",
+    "jobs": "jobs of a project (DataFrame; --project | --all-projects, --sort, --q)",
+    "workflows": "workflows of a project (DataFrame; --project | --all-projects, --sort, --q)",
     "get": "get PATH: raw JSON GET (DataFrame for a list of records, else a dict)",
     "download": "download ASSET_ID [DEST]: stream an asset to disk, checked",
     "upload": "upload PATH: upload a file as an asset (one-row DataFrame)",
@@ -45,6 +45,7 @@ SUBCOMMANDS: dict[str, str] = {
     "run": "%%metafold run: run the cell's workflow YAML, return its jobs",
     "help": "this list",
 }
+ALL_PROJECTS = ("assets", "jobs", "workflows")  # subcommands that take --all-projects
 SORT_FIELDS = {
     "projects": ("id", "user", "name", "created", "modified"),
     "assets": ("id", "filename", "size", "created", "modified"),
@@ -146,6 +147,8 @@ class MetafoldMagics(Magics):
     @argument("--project", metavar="ID", help="project for project-scoped subcommands")
     @argument("--sort", metavar="S", help="sort, e.g. name:1 or created:-1")
     @argument("--q", metavar="Q", help='filter, e.g. name:"Lattice*" AND access:!private')
+    @argument("--all-projects", action="store_true",
+              help="assets, jobs, workflows: every project's rows in one frame (fetched concurrently)")
     @argument("--param", metavar="KEY=VALUE", action="append", default=[], help="run: a job parameter")
     @argument("--asset", metavar="KEY=ASSET_ID", action="append", default=[], help="run: a job input asset")
     @argument("--timeout", metavar="S", type=float, default=600.0, help="run: seconds to wait (default 600)")
@@ -179,6 +182,8 @@ class MetafoldMagics(Magics):
             raise UsageError("--access applies to create, duplicate and rename only")
         if args.yes and name != "delete":
             raise UsageError("--yes applies to delete only")
+        if args.all_projects and name not in ALL_PROJECTS:
+            raise UsageError(f"--all-projects applies to {', '.join(ALL_PROJECTS)} only")
         result = self._call(lambda: handler(args, cell) if name == "run" else handler(args))
         if args.out:
             if not args.out.isidentifier():
@@ -217,13 +222,30 @@ class MetafoldMagics(Magics):
         return frames.project(pid or args.project)
 
     def _cmd_assets(self, args: Any) -> Any:
-        return frames.assets(project=args.project, sort=args.sort, q=args.q)
+        return self._listing(frames.assets, args)
 
     def _cmd_jobs(self, args: Any) -> Any:
-        return frames.jobs(project=args.project, sort=args.sort, q=args.q)
+        return self._listing(frames.jobs, args)
 
     def _cmd_workflows(self, args: Any) -> Any:
-        return frames.workflows(project=args.project, sort=args.sort, q=args.q)
+        return self._listing(frames.workflows, args)
+
+    def _listing(self, helper: Callable[..., Any], args: Any) -> Any:
+        if not args.all_projects:
+            return helper(project=args.project, sort=args.sort, q=args.q)
+        from .fanout import PartialResultWarning
+
+        # the rows that came back are shown, and each failed project in one line above them
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", PartialResultWarning)
+            frame = helper(project=args.project, sort=args.sort, q=args.q, all_projects=True, on_error="warn",
+                           progress=self.progress)
+        for warning in caught:
+            if issubclass(warning.category, PartialResultWarning):
+                print(f"⚠ {warning.message}", file=sys.stderr)
+            else:
+                warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+        return frame
 
     def _cmd_get(self, args: Any) -> Any:
         (path,) = self._positional(args, "get PATH", 1, 1)

@@ -30,6 +30,7 @@ from . import __version__
 from .auth import Credentials
 from .config import Settings, origin_of
 from .errors import APIError, AuthenticationError, TransportError
+from .pacing import paced
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -124,7 +125,8 @@ def build_http(settings: Settings) -> requests.Session:
     """A requests.Session with the API retry policy and the token exchange's own adapter."""
     http = requests.Session()
     http.headers.update({"Accept": "application/json", "User-Agent": _USER_AGENT})
-    api_adapter = HTTPAdapter(max_retries=API_RETRY, pool_maxsize=32)
+    # paced: inside a fan-out, a 429 slows every worker down, not only the one that got it
+    api_adapter = HTTPAdapter(max_retries=paced(API_RETRY), pool_maxsize=32)
     http.mount("https://", api_adapter)
     http.mount("http://", api_adapter)
     http.mount(settings.token_url, HTTPAdapter(max_retries=AUTH_RETRY))

@@ -46,3 +46,12 @@ def test_bench_workflow_polls_little_and_returns_promptly(capsys):
 
     result = bench_workflow.main(["--seconds", "4"])
     assert result["polls"] <= 6 and result["lag_s"] <= 5 + 1
+
+
+def test_bench_fanout_one_exchange_no_pool_warnings(capsys):
+    import bench_fanout
+
+    result = bench_fanout.main(["--projects", "14", "--latency", "0.02", "--rounds", "1"])
+    assert result["projects"] == 14 and result["same_rows"]
+    assert result["exchanges"] == 1 and result["pool_warnings"] == 0
+    assert "speed-up at the default concurrency 6" in capsys.readouterr().out
