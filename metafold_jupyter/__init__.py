@@ -55,6 +55,8 @@ _LAZY = {
     "delete_asset": "lifecycle",
     "delete_job": "lifecycle",
     "delete_workflow": "lifecycle",
+    "grid": "studies",
+    "run_workflows": "studies",
 }
 
 __all__ = [
@@ -87,6 +89,7 @@ if TYPE_CHECKING:  # pragma: no cover
         workflow,
     )
     from .operations import download_asset, run_workflow, sdk_client, upload_asset
+    from .studies import grid, run_workflows
     from .kernel_session import Session, login, logout, session
 
 

@@ -7,7 +7,9 @@ returned, problems raised, and a failed workflow is reported with a warning.
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
+import json
 import logging
 import os
 import queue
@@ -16,8 +18,9 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +30,7 @@ from .config import check_secure_url
 from .errors import APIError, IntegrityError, MetafoldError, PollTimeout, TransportError
 from .frames import to_frame
 from .kernel_session import session
+from .paths import api_path
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -295,11 +299,11 @@ def run_workflow(
     """
     s = session()
     pid = s.require_project(project)
-    payload: dict[str, Any] = {"definition": _definition_text(definition)}
+    payload: dict[str, Any] = {"definition": definition_text(definition)}
     if parameters:
-        payload["parameters"] = {str(k): v if isinstance(v, str) else str(v) for k, v in parameters.items()}
+        payload["parameters"] = parameter_texts(parameters)
     if assets:
-        payload["assets"] = _asset_filenames(s, pid, assets)
+        payload["assets"] = asset_filenames(s, pid, assets)
     started = time.monotonic()
     workflow = s.request("POST", f"/projects/{pid}/workflows", json=payload).json()
     wid = str(workflow["id"])
@@ -320,38 +324,84 @@ def run_workflow(
 
 def _wait(s: Any, pid: str, wid: str, link: str, job_ids: list[str], deadline: float, timeout: float,
           progress: bool | None) -> dict[str, Any]:
-    """Poll the status link (202 while running, 201 when finished) with a growing interval."""
-    interval = pause = POLL_FIRST
-    state = "pending"
+    """Wait for one workflow with its own progress bar (jobs finished / jobs)."""
     with progress_bar(len(job_ids) or None, f"workflow {wid}", progress, unit="job") as bar:
-        bar.set_postfix_str(state)
-        while True:
-            now = time.monotonic()
-            if now >= deadline:
-                raise PollTimeout(wid, timeout, state)
-            time.sleep(min(pause, deadline - now))
-            resp = s.request("GET", link)
-            body = resp.json()
-            if resp.status_code != 202:
-                bar.update(len(job_ids) - bar.n)
-                bar.set_postfix_str(str(body.get("state", "finished")))
-                return body
-            state = str(body.get("state", state))
+        bar.set_postfix_str("pending")
+
+        def tick(state: str) -> None:
             if progress is not False and job_ids:
                 done = _finished_jobs(s, pid, wid)
                 if done > bar.n:
                     bar.update(done - bar.n)
             bar.set_postfix_str(state)
-            interval = min(interval * POLL_GROWTH, POLL_MAX)
-            pause = _retry_after(resp) or interval  # the server's Retry-After wins
+
+        body = poll_status(lambda: s.request("GET", link), wid, deadline=deadline, timeout=timeout, on_poll=tick)
+        bar.update(len(job_ids) - bar.n)
+        bar.set_postfix_str(str(body.get("state", "finished")))
+        return body
 
 
-def _retry_after(resp: requests.Response) -> float:
-    value = resp.headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else 0.0
-    except ValueError:
+def poll_status(
+    get: Callable[[], requests.Response],
+    wid: str,
+    *,
+    deadline: float,
+    timeout: float,
+    sleep: Callable[[float], None] = time.sleep,
+    on_poll: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Poll a workflow's status link until it finishes: one GET per tick, the tick growing.
+
+    The first poll comes after :data:`POLL_FIRST` seconds, then each pause grows by
+    :data:`POLL_GROWTH` up to :data:`POLL_MAX`; a ``Retry-After`` on a 202 replaces it.
+
+    Args:
+        get: sends one status GET (202 ``{"state"}`` while running, 201 the finished workflow).
+        wid: the workflow's ID (for :class:`PollTimeout`).
+        deadline: ``time.monotonic()`` value after which to give up.
+        timeout: the timeout the deadline came from (for the message).
+        sleep: waits between polls (a study passes its throttle's interruptible wait).
+        on_poll: called with the state after each poll that found it still running.
+
+    Returns:
+        The finished workflow's JSON body.
+
+    Raises:
+        PollTimeout: still running at the deadline (it goes on remotely).
+    """
+    interval = pause = POLL_FIRST
+    state = "pending"
+    while True:
+        now = time.monotonic()
+        if now >= deadline:
+            raise PollTimeout(wid, timeout, state)
+        sleep(min(pause, deadline - now))
+        resp = get()
+        body = resp.json()
+        if resp.status_code != 202:
+            return body
+        state = str(body.get("state", state))
+        if on_poll is not None:
+            on_poll(state)
+        interval = min(interval * POLL_GROWTH, POLL_MAX)
+        pause = retry_after(resp.headers.get("Retry-After")) or interval  # the server's Retry-After wins
+
+
+def retry_after(value: str | None) -> float:
+    """Seconds in a ``Retry-After`` value (delta-seconds, fractional too, or an HTTP date); 0 if none."""
+    if value is None:
         return 0.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return 0.0
+        if when.tzinfo is None:
+            return 0.0
+        seconds = (when - datetime.now(timezone.utc)).total_seconds()
+    return max(0.0, seconds) if seconds == seconds else 0.0  # NaN: none
 
 
 def _finished_jobs(s: Any, pid: str, wid: str) -> int:
@@ -365,9 +415,18 @@ def _workflow_jobs(s: Any, pid: str, wid: str, order: list[str]) -> list[dict[st
     return sorted(jobs, key=lambda j: rank.get(str(j["id"]), len(rank)))
 
 
+def cancel_remote(s: Any, pid: str, wid: str) -> dict[str, Any]:
+    """``POST .../workflows/{wid}/cancel`` (sent once, as every POST); the workflow's JSON.
+
+    Raises:
+        APIError: refused (400 once the workflow has finished) or no answer.
+    """
+    return s.request("POST", api_path("/projects/{pid}/workflows/{wid}/cancel", pid=pid, wid=wid)).json()
+
+
 def _cancel(s: Any, pid: str, wid: str) -> str:
     try:
-        s.request("POST", f"/projects/{pid}/workflows/{wid}/cancel")
+        cancel_remote(s, pid, wid)
     except APIError as exc:
         message = f"interrupted; workflow {wid} could not be cancelled ({exc.message})"
     else:
@@ -387,7 +446,36 @@ def _warn_failed(workflow: Mapping[str, Any], jobs: list[dict[str, Any]]) -> Non
     )
 
 
-def _definition_text(definition: str | Mapping[str, Any] | os.PathLike) -> str:
+def parameter_texts(parameters: Mapping[str, Any]) -> dict[str, str]:
+    """``{"job.param": value}`` as the API takes it: every value a string (see :func:`parameter_text`)."""
+    return {str(k): parameter_text(v) for k, v in parameters.items()}
+
+
+def parameter_text(value: Any) -> str:
+    """One parameter value as a string: text as it is, anything else as JSON.
+
+    The API's parameters are strings and the workflow YAML's are JSON-like, so
+    ``True`` is sent as ``true`` and ``[16, 16, 16]`` as ``[16, 16, 16]``; numpy
+    scalars count as the Python numbers they hold (``np.float64(0.5)`` -> ``0.5``).
+    """
+    if isinstance(value, str):
+        return value
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
+        value = value.item()  # a numpy scalar
+    try:
+        return json.dumps(value, default=_json_default)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()  # numpy arrays and scalars inside lists
+    raise TypeError(type(value).__name__)
+
+
+def definition_text(definition: str | Mapping[str, Any] | os.PathLike) -> str:
+    """The workflow YAML to send: a string as it is, a dict dumped, a path read."""
     if isinstance(definition, Mapping):
         import yaml
 
@@ -399,7 +487,7 @@ def _definition_text(definition: str | Mapping[str, Any] | os.PathLike) -> str:
     return definition
 
 
-def _asset_filenames(s: Any, pid: str, assets: Mapping[str, str]) -> dict[str, str]:
+def asset_filenames(s: Any, pid: str, assets: Mapping[str, str]) -> dict[str, str]:
     """Map asset IDs to filenames (the API wants filenames); filenames pass through."""
     known = {str(a["id"]): a["filename"] for a in s.get_json(f"/projects/{pid}/assets")}
     return {str(k): known.get(str(v), str(v)) for k, v in assets.items()}
