@@ -284,7 +284,8 @@ def run_workflow(
     Args:
         definition: the workflow YAML (a top-level ``jobs:`` mapping), a dict, or a
             path to a YAML file.
-        parameters: ``{"job.param": value}``; values are sent as strings.
+        parameters: ``{"job.param": value}``; values are sent as strings (text as it is,
+            anything else as JSON: ``true``, ``0.5``, ``[16, 16, 16]``).
         assets: ``{"job.input": asset}`` where ``asset`` is an asset ID or filename
             in the project.
         timeout: seconds to wait before :class:`PollTimeout` (the workflow goes on).
