@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import string
-from datetime import datetime, timezone
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 
 import pandas as pd
 import pytest
@@ -13,6 +14,9 @@ from hypothesis import strategies as st
 import metafold_jupyter as mf
 from metafold_jupyter.errors import APIError, ConfigError, NotLoggedInError
 from metafold_jupyter.frames import RFC1123, SCHEMAS, to_frame
+
+# Every test that uses the sandbox runs against each answer shape and both date styles.
+pytestmark = pytest.mark.answer_shapes("live", "live-iso8601", "reference")
 
 DTYPES = {
     "string": "string",
@@ -31,6 +35,15 @@ def expected_dtypes(kind: str) -> list[tuple[str, str]]:
 def leading(df: pd.DataFrame, kind: str) -> list[tuple[str, str]]:
     n = len(SCHEMAS[kind])
     return [(name, str(dtype)) for name, dtype in df.dtypes.iloc[:n].items()]
+
+
+def api_date(text: str) -> pd.Timestamp:
+    """An API date in either layout (RFC 1123 or ISO 8601), parsed by the standard library."""
+    if text.endswith("GMT"):
+        parsed = parsedate_to_datetime(text)
+    else:  # Python 3.10's fromisoformat does not take "Z"
+        parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    return pd.Timestamp(parsed).tz_convert("UTC")
 
 
 def assert_no_none_strings(df: pd.DataFrame) -> None:
@@ -64,14 +77,52 @@ def test_projects_values_parsed(session, sandbox):
     raw = {p["id"]: p for p in session.get_json("/projects")}
     df = mf.projects().set_index("id")
     pid = sandbox.default_project_id
-    created = datetime.strptime(raw[pid]["created"], RFC1123).replace(tzinfo=timezone.utc)
-    assert df.loc[pid, "created"] == pd.Timestamp(created)
+    assert df.loc[pid, "created"] == api_date(raw[pid]["created"])
+    assert (df["modified"] == [api_date(raw[i]["modified"]) for i in df.index]).all()
     assert df.loc[pid, "name"] == raw[pid]["name"]
     no_thumb = [i for i, p in raw.items() if p["thumbnail"] is None]
     assert no_thumb and df.loc[no_thumb, "thumbnail"].isna().all()
     # extra fields the API adds (project, graph) come after the schema, untouched
     assert list(df.columns[len(SCHEMAS["projects"]) - 1:]) == ["project", "graph"]
     assert list(mf.projects()["id"]) == list(raw)  # the API's order: id descending
+
+
+def test_assets_values_parsed_and_list_links_are_an_extra_column(session, answer_shape):
+    raw = session.get_json(f"/projects/{session.project_id}/assets")
+    df = mf.assets()
+    assert list(df["id"]) == [a["id"] for a in raw]
+    assert list(df["size"]) == [a["size"] for a in raw]
+    assert list(df["created"]) == [api_date(a["created"]) for a in raw]
+    extra = list(df.columns[len(SCHEMAS["assets"]):])
+    # the published reference lists a download link on every item: an extra column, never an error
+    assert extra == (["link"] if answer_shape == "reference" else [])
+    if extra:
+        assert df["link"].str.contains("/blobs/").all()
+
+
+def test_jobs_and_workflows_dates_parsed(session):
+    for helper, path in ((mf.jobs, "jobs"), (mf.workflows, "workflows")):
+        raw = session.get_json(f"/projects/{session.project_id}/{path}")
+        df = helper()
+        for column in ("created", "started", "finished"):
+            expected = [pd.NaT if r[column] is None else api_date(r[column]) for r in raw]
+            assert df[column].tolist() == expected, (path, column)
+
+
+def test_license_dates_parsed(session):
+    raw = session.get_json("/user/license")
+    row = mf.license().iloc[0]
+    assert row["issued"] == api_date(raw["issued"]) and row["expires"] == api_date(raw["expires"])
+    assert bool(row["expired"]) is raw["expired"]
+
+
+def test_api_errors_show_the_api_message_in_either_shape(session):
+    with pytest.raises(APIError) as info:
+        session.request("POST", "/projects", json={"access": "public"})
+    assert info.value.status == 400 and "name: Field is required" in str(info.value)
+    with pytest.raises(APIError) as info:
+        mf.project("424242")
+    assert info.value.message == "Resource does not exist"
 
 
 def test_projects_sort_and_q_pass_through(session):
@@ -149,6 +200,11 @@ def test_to_frame_records_with_different_keys():
 _dates = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31)).map(
     lambda d: d.replace(microsecond=0))
 _rfc = _dates.map(lambda d: d.strftime(RFC1123))
+# ISO 8601 as the published reference shows it (+00:00), and the variants a server may send
+_iso = st.builds(
+    lambda d, micro, offset: d.replace(microsecond=micro).isoformat() + offset,
+    _dates, st.sampled_from([0, 0, 500000, 123456]), st.sampled_from(["+00:00", "+00:00", "Z", "+02:00", "-05:30"]))
+_date = _rfc | _iso
 _ids = st.integers(min_value=1, max_value=10**9).map(str)
 _text = st.text(alphabet=string.ascii_letters + string.digits + " -_.éü", max_size=30)
 _states = st.sampled_from(["pending", "started", "success", "failure", "canceled"])
@@ -156,21 +212,21 @@ _states = st.sampled_from(["pending", "started", "success", "failure", "canceled
 _records = {
     "projects": st.fixed_dictionaries({
         "id": _ids, "user": _text, "name": _text, "access": st.sampled_from(["private", "public", "org"]),
-        "type": st.sampled_from(["unspecified", "digital_test_bench_experiment"]), "created": _rfc,
-        "modified": _rfc, "thumbnail": st.none() | _text, "project": st.none() | st.dictionaries(_text, _text),
+        "type": st.sampled_from(["unspecified", "digital_test_bench_experiment"]), "created": _date,
+        "modified": _date, "thumbnail": st.none() | _text, "project": st.none() | st.dictionaries(_text, _text),
         "graph": st.none()}),
     "assets": st.fixed_dictionaries({
         "id": _ids, "filename": _text, "size": st.integers(0, 2**40), "checksum": st.just("sha256:" + "a" * 64),
-        "created": _rfc, "modified": _rfc, "project_id": _ids, "job_id": st.none() | _ids}),
+        "created": _date, "modified": _date, "project_id": _ids, "job_id": st.none() | _ids}),
     "jobs": st.fixed_dictionaries({
-        "id": _ids, "name": st.none() | _text, "type": _text, "state": _states, "created": _rfc,
-        "started": st.none() | _rfc, "finished": st.none() | _rfc, "error": st.none() | _text,
+        "id": _ids, "name": st.none() | _text, "type": _text, "state": _states, "created": _date,
+        "started": st.none() | _date, "finished": st.none() | _date, "error": st.none() | _text,
         "inputs": st.just({"params": None, "assets": None}), "outputs": st.just({"params": None, "assets": None}),
         "needs": st.lists(_ids, max_size=3), "project_id": _ids, "workflow_id": st.none() | _ids,
         "assets": st.just([]), "parameters": st.none(), "meta": st.none()}),
     "workflows": st.fixed_dictionaries({
-        "id": _ids, "jobs": st.lists(_ids, max_size=4), "state": _states, "created": _rfc,
-        "started": st.none() | _rfc, "finished": st.none() | _rfc, "definition": _text, "project_id": _ids},
+        "id": _ids, "jobs": st.lists(_ids, max_size=4), "state": _states, "created": _date,
+        "started": st.none() | _date, "finished": st.none() | _date, "definition": _text, "project_id": _ids},
         optional={"link": _text}),
 }
 
@@ -188,11 +244,9 @@ def test_property_random_valid_records_give_the_schema(case):
         for name in strings:  # None is <NA>, never the string "None"; text stays text
             value = record.get(name)
             assert pd.isna(df.loc[i, name]) if value is None else df.loc[i, name] == value
-        created = datetime.strptime(record["created"], RFC1123).replace(tzinfo=timezone.utc)
-        assert df.loc[i, "created"] == pd.Timestamp(created)
+        assert df.loc[i, "created"] == api_date(record["created"])
         if "duration" in df and record.get("started") and record.get("finished"):
-            parse = lambda s: datetime.strptime(s, RFC1123)  # noqa: E731
-            assert df.loc[i, "duration"] == pd.Timedelta(parse(record["finished"]) - parse(record["started"]))
+            assert df.loc[i, "duration"] == api_date(record["finished"]) - api_date(record["started"])
         elif "duration" in df:
             assert pd.isna(df.loc[i, "duration"])
 

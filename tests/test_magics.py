@@ -351,6 +351,7 @@ def test_config_lists_the_options(logged_in, capsys):
 # -- %%metafold run --------------------------------------------------------------------------------
 
 
+@pytest.mark.answer_shapes("live", "reference")
 def test_cell_magic_runs_a_workflow(logged_in):
     cube = mf.assets(q="filename:cube.stl").iloc[0]["id"]
     jobs = logged_in.run_cell_magic(
@@ -360,6 +361,7 @@ def test_cell_magic_runs_a_workflow(logged_in):
     assert jobs.set_index("name").loc["sample", "inputs"]["params"]["resolution"] == "32"
 
 
+@pytest.mark.answer_shapes("live", "reference")
 def test_cell_magic_failure_prints_the_job_error(logged_in, capsys):
     jobs = logged_in.run_cell_magic("metafold", "run", FAILING_WORKFLOW)
     err = capsys.readouterr().err
@@ -367,6 +369,7 @@ def test_cell_magic_failure_prints_the_job_error(logged_in, capsys):
     assert "failure" in set(jobs["state"])
 
 
+@pytest.mark.answer_shapes("live", "reference")
 def test_cell_magic_timeout_is_one_line(logged_in, capsys):
     logged_in.run_line_magic("config", "MetafoldMagics.progress = False")
     result, lines = error_lines(logged_in, capsys,
