@@ -294,6 +294,19 @@ def test_download_and_upload(logged_in, tmp_path):
     assert list(row["filename"]) == ["mine.obj"]
 
 
+@pytest.mark.answer_shapes("live", "reference")
+def test_quota_403_is_one_line_pointing_at_quota_and_license(logged_in, sandbox, capsys, tmp_path):
+    sandbox.set_quota(**{"import": 0})
+    logged_in.run_line_magic("config", "MetafoldMagics.progress = False")
+    (tmp_path / "over.obj").write_text("v 0 0 0\n")
+    result, lines = error_lines(logged_in, capsys, f"%metafold upload {tmp_path / 'over.obj'}")
+    assert len(lines) == 1, lines
+    assert "HTTP 403" in lines[0] and "Import quota exceeded" in lines[0]  # the API's own message, either shape
+    assert "usage limit is reached" in lines[0]
+    assert "%metafold quota" in lines[0] and "%metafold license" in lines[0]
+    assert isinstance(logged_in.run_line_magic("metafold", "quota"), pd.DataFrame)  # the session stays usable
+
+
 def test_help_lists_subcommands(logged_in, capsys):
     logged_in.run_line_magic("metafold", "help")
     out = capsys.readouterr().out

@@ -160,6 +160,17 @@ def test_upload_existing_filename_is_a_clear_error(session, tmp_path):
         mf.upload_asset(tmp_path / "cube.stl", progress=False)
 
 
+def test_upload_over_quota_says_the_limit_is_reached(session, sandbox, tmp_path):
+    sandbox.set_quota(**{"import": 0})
+    src = tmp_path / "over.stl"
+    src.write_bytes(b"solid a\nendsolid a\n")
+    with pytest.raises(APIError) as info:
+        mf.upload_asset(src, progress=False)
+    assert info.value.status == 403 and info.value.message == "Import quota exceeded"  # in either error shape
+    assert "usage limit is reached" in info.value.hint
+    assert "%metafold quota" in info.value.hint and "%metafold license" in info.value.hint
+
+
 def test_upload_replayed_after_a_revoked_token(session, sandbox, tmp_path):
     src = tmp_path / "after-revoke.stl"
     src.write_bytes(b"solid a\nendsolid a\n" * 100)
