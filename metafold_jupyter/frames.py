@@ -272,7 +272,7 @@ def _as_int64(value: Any) -> int | None:
         number = value
     elif kind is float and value.is_integer():  # 3.0 is 3; 1.5 and NaN are not integers
         number = int(value)
-    elif kind is str and _INTEGER_TEXT.fullmatch(value.strip()):
+    elif kind is str and len(value) <= 40 and _INTEGER_TEXT.fullmatch(value.strip()):  # int() refuses huge texts
         number = int(value)
     else:
         return None

@@ -269,15 +269,15 @@ def _asset(**fields):
 
 
 def test_to_frame_int64_misfits_are_missing_with_one_warning():
-    sizes = [1, 2**70, 1.5, "abc", 3.0, "42", True, None, -(2**63), {"n": 1}]
+    sizes = [1, 2**70, 1.5, "abc", 3.0, "42", True, None, -(2**63), {"n": 1}, "9" * 5000]
     with pytest.warns(mf.frames.SchemaWarning) as caught:
         df = to_frame([_asset(id=str(i), size=v) for i, v in enumerate(sizes)], "assets")
     assert len(caught) == 1
     message = str(caught[0].message)
-    assert "'size'" in message and "5 values" in message and "64-bit integer" in message
+    assert "'size'" in message and "6 values" in message and "64-bit integer" in message
     assert caught[0].filename == __file__  # points at the caller's line, not into the library
     assert str(df["size"].dtype) == "Int64"
-    assert df["size"].tolist() == [1, pd.NA, pd.NA, pd.NA, 3, 42, pd.NA, pd.NA, -(2**63), pd.NA]
+    assert df["size"].tolist() == [1, pd.NA, pd.NA, pd.NA, 3, 42, pd.NA, pd.NA, -(2**63), pd.NA, pd.NA]
 
 
 def test_to_frame_bool_misfits_are_missing_not_true():
