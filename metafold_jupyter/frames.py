@@ -125,7 +125,7 @@ def to_frame(records: Iterable[Mapping[str, Any]] | Mapping[str, Any], kind: str
     for name, values in raw.items():  # fields the API added: after the schema, as they came
         ordered[name] = pd.Series(values, dtype=object)
     _warn_misfits(kind, misfits)
-    return pd.DataFrame(ordered)
+    return pd.DataFrame(ordered, copy=False)  # every column was built here: nothing to protect by copying
 
 
 def _as_records(records: Any) -> list[Mapping[str, Any]]:
@@ -229,7 +229,10 @@ def _typed(values: list[Any], dtype: str) -> tuple[pd.Series, int]:
 
 
 def _strings(values: list[Any]) -> tuple[pd.Series, int]:
-    if set(map(type, values)) <= {str, type(None)}:  # the usual case: one pass in C
+    kinds = set(map(type, values))
+    if kinds == {type(None)}:  # a column the API leaves empty (thumbnail): ten times faster than from the list
+        return pd.Series(index=pd.RangeIndex(len(values)), dtype="string"), 0
+    if kinds <= {str, type(None)}:  # the usual case: one pass in C
         return pd.Series(values, dtype="string"), 0
     out: list[Any] = []
     bad = 0
@@ -375,86 +378,104 @@ def parse_dates(values: Sequence[Any]) -> tuple[np.ndarray, int]:
     return out, bad
 
 
-class _Grid:
-    """Strings of one fixed layout as a matrix of code points, read by position.
+class _Layout:
+    """A fixed-width date layout, read by position from a matrix of code points.
 
     Args:
-        texts: the strings.
-        width: the layout's length; one more column is kept, so that a longer
-            string is seen not to be the layout.
+        width: the layout's length (one more column is read, so that a longer
+            string is seen not to be the layout).
+        literals: column -> the character that must be there.
+        fields: name -> (first, end) columns of a decimal field.
     """
 
-    def __init__(self, texts: list[str], width: int) -> None:
-        n = len(texts)
-        self.codes = np.array(texts, dtype=f"U{width + 1}").view(np.uint32).reshape(n, width + 1)
-        self.ok = self.codes[:, width] == 0  # not longer than the layout
+    def __init__(self, width: int, literals: Mapping[int, str], fields: Mapping[str, tuple[int, int]]) -> None:
+        self.width = width
+        self.literal_columns = np.array(list(literals), dtype=np.intp)
+        self.literal_codes = np.array([ord(c) for c in literals.values()], dtype=np.uint32)
+        self.digit_columns = np.array([i for a, b in fields.values() for i in range(a, b)], dtype=np.intp)
+        # one matrix product turns the digits of every field into the fields' values; in float64 (BLAS,
+        # several times faster than an integer product) it is exact: every sum stays far below 2**53
+        self.weights = np.zeros((len(self.digit_columns), len(fields)), dtype=np.float64)
+        row = 0
+        for j, (a, b) in enumerate(fields.values()):
+            for k in range(b - a):
+                self.weights[row, j] = 10 ** (b - a - 1 - k)
+                row += 1
+        self.names = list(fields)
 
-    def char(self, i: int) -> np.ndarray:
-        return self.codes[:, i].astype(np.int64)
+    def codes(self, texts: list[str]) -> np.ndarray:
+        """The strings' code points, one row each (zeros after a string's end)."""
+        return np.array(texts, dtype=f"U{self.width + 1}").view(np.uint32).reshape(len(texts), self.width + 1)
 
-    def expect(self, i: int, char: str) -> None:
-        self.ok &= self.codes[:, i] == ord(char)
-
-    def digits(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
-        """The decimal number in columns ``a:b``, and which rows hold only digits there."""
-        value = np.zeros(len(self.codes), dtype=np.int64)
-        valid = np.ones(len(self.codes), dtype=bool)
-        for i in range(a, b):
-            digit = self.codes[:, i] - np.uint32(ord("0"))  # unsigned: below "0" wraps to a large number
-            valid &= digit < 10
-            value = value * 10 + digit
-        return value, valid
-
-    def number(self, a: int, b: int) -> np.ndarray:
-        """The decimal number in columns ``a:b`` (rows with a non-digit there are not ok)."""
-        value, valid = self.digits(a, b)
-        self.ok &= valid
-        return value
-
-    def stamps(self, year: np.ndarray, month0: np.ndarray, day: np.ndarray, hour: np.ndarray,
-               minute: np.ndarray, second: np.ndarray, offset: np.ndarray | int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """UTC ``datetime64[ns]`` of the fields (``month0`` counts from 0; ``offset`` in seconds east of UTC),
-        and which rows are ok: the layout matched and the fields are a real date and time in range."""
-        ok = self.ok & (month0 >= 0) & (month0 < 12) & (day >= 1)
-        ok &= (hour < 24) & (minute < 60) & (second < 60)
-        ok &= (year > 1677) & (year < 2262)  # what datetime64[ns] holds (checked to the second below)
-        months = ((year.clip(1678, 2261) - 1970) * 12 + month0.clip(0, 11)).astype("datetime64[M]")
-        days = months.astype("datetime64[D]") + (day.clip(1, 31) - 1).astype("timedelta64[D]")
-        ok &= days.astype("datetime64[M]") == months  # 31 Feb is not a date
-        seconds = days.astype("datetime64[s]") + (hour * 3600 + minute * 60 + second - offset).astype("timedelta64[s]")
-        ok &= _in_range(seconds)
-        return seconds.astype("datetime64[ns]"), ok
+    def read(self, codes: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The fields' values, and which rows fit the layout."""
+        ok = codes[:, self.width] == 0
+        ok &= (codes[:, self.literal_columns] == self.literal_codes).all(axis=1)
+        digits = codes[:, self.digit_columns] - np.uint32(ord("0"))  # unsigned: below "0" wraps to a large number
+        ok &= (digits < 10).all(axis=1)
+        values = (digits.astype(np.float64) @ self.weights).astype(np.int64)
+        return {name: values[:, j] for j, name in enumerate(self.names)}, ok
 
 
-def _in_range(seconds: np.ndarray) -> np.ndarray:
-    return (seconds >= _NS_FIRST) & (seconds <= _NS_LAST)
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+_FIRST_SECOND = int(_NS_FIRST.astype(np.int64))
+_LAST_SECOND = int(_NS_LAST.astype(np.int64))
+
+
+def _stamps(f: Mapping[str, np.ndarray], ok: np.ndarray, offset: np.ndarray | int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """UTC ``datetime64[ns]`` of the fields (year, month 1-12, day, hour, minute, second; ``offset`` in
+    seconds east of UTC) and which rows are ok: ``ok`` so far, and a real date and time in range."""
+    year, month, day = f["year"], f["month"], f["day"]
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    month_ok = (month >= 1) & (month <= 12)
+    last_day = _DAYS_IN_MONTH[np.where(month_ok, month, 0)] + (leap & (month == 2))
+    ok = ok & month_ok & (day >= 1) & (day <= last_day)  # 31 Feb is not a date
+    ok &= (f["hour"] < 24) & (f["minute"] < 60) & (f["second"] < 60)
+    # days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil), vectorised
+    y = year - (month <= 2)
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * ((month + 9) % 12) + 2) // 5 + day - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    seconds = days * 86400 + f["hour"] * 3600 + f["minute"] * 60 + f["second"] - offset
+    ok &= (seconds >= _FIRST_SECOND) & (seconds <= _LAST_SECOND)  # what datetime64[ns] holds
+    return np.where(ok, seconds * 1_000_000_000, np.iinfo(np.int64).min).view("datetime64[ns]"), ok
+
+
+_RFC1123_LAYOUT = _Layout(  # Tue, 04 Mar 2025 14:05:09 GMT
+    29,
+    {3: ",", 4: " ", 7: " ", 11: " ", 16: " ", 19: ":", 22: ":", 25: " ", 26: "G", 27: "M", 28: "T"},
+    {"day": (5, 7), "year": (12, 16), "hour": (17, 19), "minute": (20, 22), "second": (23, 25)},
+)
+_ISO8601_LAYOUT = _Layout(  # 2025-03-04T14:05:09+00:00 (any offset) or 2025-03-04T14:05:09Z
+    25,
+    {4: "-", 7: "-", 10: "T", 13: ":", 16: ":"},
+    {"year": (0, 4), "month": (5, 7), "day": (8, 10), "hour": (11, 13), "minute": (14, 16), "second": (17, 19)},
+)
+_OFFSET_LAYOUT = _Layout(25, {22: ":"}, {"hours": (20, 22), "minutes": (23, 25)})
 
 
 def _rfc1123(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """``Tue, 04 Mar 2025 14:05:09 GMT`` (29 characters)."""
-    g = _Grid(texts, 29)
-    for i, char in ((3, ","), (4, " "), (7, " "), (11, " "), (16, " "), (19, ":"), (22, ":"), (25, " "),
-                    (26, "G"), (27, "M"), (28, "T")):
-        g.expect(i, char)
-    keys = (g.char(8) << 16) | (g.char(9) << 8) | g.char(10)
+    codes = _RFC1123_LAYOUT.codes(texts)
+    fields, ok = _RFC1123_LAYOUT.read(codes)
+    keys = (codes[:, 8].astype(np.int64) << 16) | (codes[:, 9].astype(np.int64) << 8) | codes[:, 10]
     month0 = _MONTH_ORDER[np.searchsorted(_MONTH_KEYS[_MONTH_ORDER], keys).clip(0, 11)]
-    g.ok &= _MONTH_KEYS[month0] == keys
-    return g.stamps(g.number(12, 16), month0, g.number(5, 7), g.number(17, 19), g.number(20, 22), g.number(23, 25))
+    ok &= _MONTH_KEYS[month0] == keys
+    return _stamps({**fields, "month": month0 + 1}, ok)
 
 
 def _iso8601_fixed(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """``2025-03-04T14:05:09+00:00`` (any ``±HH:MM``, 25 characters) or ``2025-03-04T14:05:09Z`` (20)."""
-    g = _Grid(texts, 25)
-    for i, char in ((4, "-"), (7, "-"), (10, "T"), (13, ":"), (16, ":")):
-        g.expect(i, char)
-    sign = g.char(19)
-    zulu = (sign == ord("Z")) & (g.char(20) == 0)
-    (hours, hours_ok), (minutes, minutes_ok) = g.digits(20, 22), g.digits(23, 25)
-    shifted = ((sign == ord("+")) | (sign == ord("-"))) & (g.char(22) == ord(":")) & hours_ok & minutes_ok
-    g.ok &= zulu | (shifted & (hours < 24) & (minutes < 60))
-    offset = np.where(zulu, 0, np.where(sign == ord("-"), -1, 1) * (hours * 3600 + minutes * 60))
-    return g.stamps(g.number(0, 4), g.number(5, 7) - 1, g.number(8, 10), g.number(11, 13), g.number(14, 16),
-                    g.number(17, 19), offset)
+    codes = _ISO8601_LAYOUT.codes(texts)
+    fields, ok = _ISO8601_LAYOUT.read(codes)
+    offset, shifted = _OFFSET_LAYOUT.read(codes)
+    sign = codes[:, 19]
+    zulu = (sign == ord("Z")) & (codes[:, 20] == 0)
+    shifted &= ((sign == ord("+")) | (sign == ord("-"))) & (offset["hours"] < 24) & (offset["minutes"] < 60)
+    ok &= zulu | shifted
+    east = np.where(zulu, 0, np.where(sign == ord("-"), -1, 1) * (offset["hours"] * 3600 + offset["minutes"] * 60))
+    return _stamps(fields, ok, east)
 
 
 def _iso8601(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -465,7 +486,8 @@ def _iso8601(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     # naive UTC in pandas' own resolution (ns on pandas 2, often us on pandas 3), without a copy
     stamps = parsed.asi8.view(f"datetime64[{parsed.unit}]")
     ok = ~np.isnat(stamps)
-    ok &= _in_range(stamps.astype("datetime64[s]"))
+    seconds = stamps.astype("datetime64[s]")
+    ok &= (seconds >= _NS_FIRST) & (seconds <= _NS_LAST)
     result = stamps.astype("datetime64[ns]")  # a copy; values out of range are replaced next
     result[~ok] = _NAT
     return result, ok
