@@ -12,6 +12,7 @@ import sys
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
+from types import FrameType
 from typing import Any
 from urllib.parse import urlencode
 
@@ -310,7 +311,8 @@ def _warn_misfits(kind: str, misfits: Mapping[str, tuple[str, int]]) -> None:
 def _caller_stacklevel() -> int:
     """The stacklevel of the first frame outside this package (so the warning points at the user's line)."""
     package = __name__.rpartition(".")[0]
-    frame, level = sys._getframe(1), 1
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None and (frame.f_globals.get("__name__") or "").startswith(package):
         frame, level = frame.f_back, level + 1
     return level
@@ -350,12 +352,15 @@ def parse_dates(values: Sequence[Any]) -> tuple[np.ndarray, int]:
     out = np.full(n, _NAT)
     if not n:
         return out, 0
+    where: np.ndarray | None = None
+    texts: list[str]
     if set(map(type, values)) <= {str}:
-        where, texts, bad = None, values, 0
+        texts, bad = list(values) if not isinstance(values, list) else values, 0
     else:
-        where = np.array([i for i, v in enumerate(values) if type(v) is str], dtype=np.intp)
-        texts = [values[i] for i in where]
-        bad = n - len(where) - sum(1 for v in values if v is None)
+        positions = [i for i, v in enumerate(values) if type(v) is str]
+        where = np.array(positions, dtype=np.intp)
+        texts = [values[i] for i in positions]
+        bad = n - len(positions) - sum(1 for v in values if v is None)
         if not texts:
             return out, bad
     parsed = np.full(len(texts), _NAT)

@@ -354,10 +354,8 @@ class SandboxApp:
         """``POST /projects/{pid}/workflows``: dispatch; 202 with the status ``link``."""
         with self.store.lock:
             workflow = self.store.dispatch(request.user, pid, self._json_body(request))
-            link = self._status_link(request, workflow.project_id, workflow.id)
-            if current_style().reference:  # the reference's 202 schema has no link
-                link = None
-            return json_reply(workflow.to_dict(link), 202)
+            link = None if current_style().reference else self._status_link(request, workflow.project_id, workflow.id)
+            return json_reply(workflow.to_dict(link), 202)  # the reference's 202 schema has no link
 
     def on_workflow_status(self, request: _Request, pid: str, wid: str) -> Response:
         """``GET .../workflows/{wid}/status``: 202 ``{"state"}`` while running, 201 the workflow once finished."""
