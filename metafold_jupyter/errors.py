@@ -238,7 +238,8 @@ def _hint_for(status: int | None) -> str:
     return {
         400: "check the arguments",
         401: "log in again with %metafold_login",
-        403: "the licence or quota does not allow this; see %metafold quota",
+        403: "the licence's usage limit is reached (or its quota is used up); "
+        "see %metafold quota and %metafold license (mf.quota(), mf.license())",
         404: "check the ID (and the project with --project)",
         409: "choose another name",
         429: "too many requests; wait a moment and try again",

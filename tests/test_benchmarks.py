@@ -25,12 +25,14 @@ def test_bench_session_one_exchange_per_thousand_calls(capsys):
     assert "get_json / raw (ratio)" in capsys.readouterr().out
 
 
-def test_bench_frames_runs(capsys):
+def test_bench_frames_runs_both_date_layouts(capsys):
     import bench_frames
 
     result = bench_frames.main(["--projects", "300", "--rounds", "3"])
-    assert result["raw_ratio"] > 0 and "sdk_speedup" in result
-    assert "mf.projects() on 310 projects" in capsys.readouterr().out
+    assert result["raw_ratio"] > 0 and result["iso8601_raw_ratio"] > 0 and "sdk_speedup" in result
+    out = capsys.readouterr().out
+    assert "mf.projects() on 310 projects" in out
+    assert "rfc1123: mf.projects() / raw (ratio)" in out and "iso8601: mf.projects() / raw (ratio)" in out
 
 
 def test_bench_transfer_memory_stays_flat(capsys):

@@ -294,6 +294,19 @@ def test_download_and_upload(logged_in, tmp_path):
     assert list(row["filename"]) == ["mine.obj"]
 
 
+@pytest.mark.answer_shapes("live", "reference")
+def test_quota_403_is_one_line_pointing_at_quota_and_license(logged_in, sandbox, capsys, tmp_path):
+    sandbox.set_quota(**{"import": 0})
+    logged_in.run_line_magic("config", "MetafoldMagics.progress = False")
+    (tmp_path / "over.obj").write_text("v 0 0 0\n")
+    result, lines = error_lines(logged_in, capsys, f"%metafold upload {tmp_path / 'over.obj'}")
+    assert len(lines) == 1, lines
+    assert "HTTP 403" in lines[0] and "Import quota exceeded" in lines[0]  # the API's own message, either shape
+    assert "usage limit is reached" in lines[0]
+    assert "%metafold quota" in lines[0] and "%metafold license" in lines[0]
+    assert isinstance(logged_in.run_line_magic("metafold", "quota"), pd.DataFrame)  # the session stays usable
+
+
 def test_help_lists_subcommands(logged_in, capsys):
     logged_in.run_line_magic("metafold", "help")
     out = capsys.readouterr().out
@@ -351,6 +364,7 @@ def test_config_lists_the_options(logged_in, capsys):
 # -- %%metafold run --------------------------------------------------------------------------------
 
 
+@pytest.mark.answer_shapes("live", "reference")
 def test_cell_magic_runs_a_workflow(logged_in):
     cube = mf.assets(q="filename:cube.stl").iloc[0]["id"]
     jobs = logged_in.run_cell_magic(
@@ -360,6 +374,7 @@ def test_cell_magic_runs_a_workflow(logged_in):
     assert jobs.set_index("name").loc["sample", "inputs"]["params"]["resolution"] == "32"
 
 
+@pytest.mark.answer_shapes("live", "reference")
 def test_cell_magic_failure_prints_the_job_error(logged_in, capsys):
     jobs = logged_in.run_cell_magic("metafold", "run", FAILING_WORKFLOW)
     err = capsys.readouterr().err
@@ -367,6 +382,7 @@ def test_cell_magic_failure_prints_the_job_error(logged_in, capsys):
     assert "failure" in set(jobs["state"])
 
 
+@pytest.mark.answer_shapes("live", "reference")
 def test_cell_magic_timeout_is_one_line(logged_in, capsys):
     logged_in.run_line_magic("config", "MetafoldMagics.progress = False")
     result, lines = error_lines(logged_in, capsys,

@@ -56,6 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer a dispatch with 429 + Retry-After while N workflows are in flight (default: no limit)",
     )
     parser.add_argument(
+        "--answer-shape", choices=("live", "reference"), default="live",
+        help="answer like the live service and the official SDK (default), or like the published OpenAPI "
+        "reference (ISO 8601 dates, link on asset list items, no link on dispatch, {code, name, description} errors)",
+    )
+    parser.add_argument(
+        "--date-style", choices=("rfc1123", "iso8601"), default=None,
+        help="date format of the answers (default: rfc1123 for live answers, iso8601 for reference answers)",
+    )
+    parser.add_argument(
         "--allow-remote", action="store_true", help="allow a non-loopback --host (the credentials are public!)"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
@@ -82,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             download_mib_s=args.download_mib_s,
             allow_remote=args.allow_remote,
             max_running_workflows=args.max_running_workflows,
+            answer_shape=args.answer_shape,
+            date_style=args.date_style,
         ).start()
     except (ValueError, OSError) as exc:
         print(f"metafold-sandbox: {exc}", file=sys.stderr)
@@ -96,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  client ID:        {sandbox.client_id}")
         print(f"  client secret:    {sandbox.client_secret}   (public sandbox value, not a real secret)")
         print(f"  default project:  {sandbox.default_project_id}")
+        print(f"  answers:          {sandbox.shape.answers}, dates in {sandbox.shape.date_style}")
         print("Environment for metafold-jupyter:")
         for name, value in sandbox.env().items():
             print(f"  {name}={value}")

@@ -31,6 +31,7 @@ from .replies import (
     json_reply,
     status_body,
 )
+from .shape import AnswerShape, current_style
 from .store import Store
 from .tokens import TokenError, TokenIssuer
 
@@ -86,6 +87,7 @@ class SandboxApp:
         audience: the one accepted audience.
         public_url: returns the sandbox URL once it is serving (None before;
             links then use the request's host).
+        shape: how answers are worded (live or reference, date style); see ``shape``.
     """
 
     def __init__(
@@ -98,6 +100,7 @@ class SandboxApp:
         client_secret: str,
         audience: str,
         public_url: Callable[[], str | None],
+        shape: AnswerShape | None = None,
     ) -> None:
         self.store = store
         self.tokens = tokens
@@ -106,6 +109,7 @@ class SandboxApp:
         self.client_secret = client_secret
         self.audience = audience
         self.public_url = public_url
+        self.shape = shape if shape is not None else AnswerShape()
         self.url_map = Map(_rules(), strict_slashes=False)
 
     # --------------------------------------------------------------- plumbing
@@ -115,7 +119,8 @@ class SandboxApp:
     def wsgi_app(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         """Dispatch one request to its ``on_<endpoint>`` handler."""
         request = _Request(environ)
-        response = self.dispatch_request(request)
+        with self.shape.active():  # one answer, one shape (even if switched meanwhile)
+            response = self.dispatch_request(request)
         return response(environ, start_response)
 
     def dispatch_request(self, request: _Request) -> Response:
@@ -268,6 +273,8 @@ class SandboxApp:
     def on_assets(self, request: _Request, pid: str) -> Response:
         """``GET /projects/{pid}/assets`` with ``sort`` and ``q``."""
         rows = self._listing(request, "assets", self.store.project_assets(request.user, pid))
+        if current_style().reference:  # the reference lists a download link on every item
+            return json_list_reply(json.dumps({**a.to_dict(), "link": self.signer.link(a)}) for a in rows)
         return json_list_reply(a.to_json() for a in rows)
 
     def on_asset(self, request: _Request, pid: str, aid: str) -> Response:
@@ -350,8 +357,8 @@ class SandboxApp:
         """
         with self.store.lock:
             workflow = self.store.dispatch(request.user, pid, self._json_body(request))
-            link = self._status_link(request, workflow.project_id, workflow.id)
-            return json_reply(workflow.to_dict(link), 202)
+            link = None if current_style().reference else self._status_link(request, workflow.project_id, workflow.id)
+            return json_reply(workflow.to_dict(link), 202)  # the reference's 202 schema has no link
 
     def on_workflow_status(self, request: _Request, pid: str, wid: str) -> Response:
         """``GET .../workflows/{wid}/status``: 202 ``{"state"}`` while running, 201 the workflow once finished."""

@@ -28,6 +28,7 @@ from .constants import AUDIENCE, SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
 from .downloads import DownloadApp, LinkSigner
 from .faults import Fault
 from .middleware import Gate, Monitor, RequestRecord
+from .shape import AnswerShape
 from .store import Store
 from .tokens import TokenIssuer
 
@@ -151,6 +152,12 @@ class Sandbox:
         allow_remote: allow a non-loopback ``host``.
         max_running_workflows: answer a dispatch with 429 and ``Retry-After`` while
             this many workflows are pending or started (None: no limit; settable).
+        answer_shape: ``"live"`` (what the service and the official SDK do) or
+            ``"reference"`` (the published OpenAPI reference: ISO dates, ``link``
+            on asset list items, no ``link`` in the dispatch answer,
+            ``{code, name, description}`` errors). Switch at runtime with
+            ``sandbox.shape.set(...)``; ``reset()`` restores the value given here.
+        date_style: ``"rfc1123"``, ``"iso8601"``, or None to follow ``answer_shape``.
 
     Raises:
         ValueError: on a non-loopback host without ``allow_remote``, or bad numbers.
@@ -170,6 +177,8 @@ class Sandbox:
         download_mib_s: float = 0.0,
         allow_remote: bool = False,
         max_running_workflows: int | None = None,
+        answer_shape: str = "live",
+        date_style: str | None = None,
     ) -> None:
         if not _is_loopback(host) and not allow_remote:
             raise ValueError(
@@ -180,6 +189,7 @@ class Sandbox:
             raise ValueError("token_lifetime, workflow_duration and link_lifetime must be positive")
         if bulk_projects < 0 or bulk_asset_mib < 0:
             raise ValueError("bulk_projects and bulk_asset_mib must not be negative")
+        self.shape = AnswerShape(answer_shape, date_style)
         self.host = host
         self.port = port
         self.client_id = SANDBOX_CLIENT_ID
@@ -218,6 +228,7 @@ class Sandbox:
             client_secret=self.client_secret,
             audience=self.audience,
             public_url=self._public_url,
+            shape=self.shape,
         )
         if download_mib_s < 0:
             raise ValueError("download_mib_s must not be negative")
@@ -334,6 +345,7 @@ class Sandbox:
             self._load()
         self._monitor.reset()
         self.tokens.reset()
+        self.shape.reset()
 
     def env(self) -> dict[str, str]:
         """The ``METAFOLD_*`` settings that point a client at this sandbox."""
