@@ -16,6 +16,7 @@ from IPython.core.completer import CompletionContext, SimpleCompletion, context_
 
 from . import kernel_session
 from .errors import MetafoldError
+from .paths import api_path
 
 WAIT_FOR_IDS = 0.3  # seconds the completer may block on a first fetch
 FETCH_TIMEOUT = (1.0, 2.0)  # connect/read seconds of a completion fetch
@@ -70,7 +71,9 @@ def _records(path: str, label: str) -> list[tuple[str, str]]:
     if s is None:
         return []
     records = s.request("GET", path, timeout=FETCH_TIMEOUT).json()
-    return [(str(r["id"]), str(r.get(label, ""))) for r in records]
+    if not isinstance(records, list):  # null, an object...: nothing to complete
+        return []
+    return [(str(r["id"]), str(r.get(label, ""))) for r in records if isinstance(r, dict) and r.get("id") is not None]
 
 
 class MetafoldCompleter:
@@ -136,7 +139,7 @@ class MetafoldCompleter:
         pid = project or (s.project_id if s is not None else None)
         if not pid:
             return []
-        return self.cache.get(f"assets:{pid}", lambda: _records(f"/projects/{pid}/assets", "filename"))
+        return self.cache.get(f"assets:{pid}", lambda: _records(api_path("/projects/{pid}/assets", pid=pid), "filename"))
 
 
 def install(shell: Any, magics: Any) -> MetafoldCompleter:

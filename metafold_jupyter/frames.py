@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .kernel_session import session
+from .paths import api_path
 
 RFC1123 = "%a, %d %b %Y %H:%M:%S GMT"
 DATETIME = "datetime64[ns, UTC]"
@@ -231,23 +232,25 @@ def projects(sort: str | None = None, q: str | None = None) -> pd.DataFrame:
 def project(id: str | None = None) -> pd.DataFrame:  # noqa: A002 - the interface's name
     """One project (default: the session's default project) as a one-row frame."""
     s = session()
-    return to_frame(s.get_json(f"/projects/{s.require_project(id)}"), "projects")
+    return to_frame(s.get_json(api_path("/projects/{pid}", pid=s.require_project(id))), "projects")
 
 
 def assets(project: str | None = None, sort: str | None = None, q: str | None = None) -> pd.DataFrame:
     """The assets of a project (default: the session's default project)."""
     s = session()
-    return to_frame(s.get_json(f"/projects/{s.require_project(project)}/assets", query_params(sort, q)), "assets")
+    path = api_path("/projects/{pid}/assets", pid=s.require_project(project))
+    return to_frame(s.get_json(path, query_params(sort, q)), "assets")
 
 
 def jobs(project: str | None = None, sort: str | None = None, q: str | None = None) -> pd.DataFrame:
     """The jobs of a project, with ``duration`` = finished - started."""
     s = session()
-    return to_frame(s.get_json(f"/projects/{s.require_project(project)}/jobs", query_params(sort, q)), "jobs")
+    path = api_path("/projects/{pid}/jobs", pid=s.require_project(project))
+    return to_frame(s.get_json(path, query_params(sort, q)), "jobs")
 
 
 def workflows(project: str | None = None, sort: str | None = None, q: str | None = None) -> pd.DataFrame:
     """The workflows of a project, with ``duration`` = finished - started."""
     s = session()
-    path = f"/projects/{s.require_project(project)}/workflows"
+    path = api_path("/projects/{pid}/workflows", pid=s.require_project(project))
     return to_frame(s.get_json(path, query_params(sort, q)), "workflows")

@@ -59,6 +59,9 @@ def test_login_from_dotenv_leaves_environ_untouched(sandbox, tmp_path):
 def test_login_environment_wins_over_dotenv(sandbox, tmp_path, monkeypatch):
     write_env(tmp_path / ".env", sandbox, METAFOLD_CLIENT_SECRET="wrong-secret-in-dotenv")
     monkeypatch.setenv("METAFOLD_CLIENT_SECRET", sandbox.client_secret)
+    # where the secret goes comes from where the secret comes from (the environment here)
+    monkeypatch.setenv("METAFOLD_AUTH_DOMAIN", sandbox.url)
+    monkeypatch.setenv("METAFOLD_BASE_URL", sandbox.url)
     assert mf.login().status()["source"] == f"{tmp_path / '.env'} + environment"
 
 
@@ -217,14 +220,12 @@ def test_token_cache_file_mode_and_contents(sandbox, tmp_path):
     data = json.loads(content)
     assert set(data) == {"access_token", "expires_at", "lifetime"}
     assert data["access_token"] == sandbox.issued_tokens[-1]
-    mf.logout()
-    s = login_to(sandbox, remember=True)  # a "restarted kernel": no new exchange
+    s = login_to(sandbox, remember=True)  # as a restarted kernel would: no new exchange
     assert sandbox.token_exchanges == 1 and s.get_json("/user/usage")
 
 
 def test_token_cache_discarded_on_401(sandbox, tmp_path):
     login_to(sandbox, remember=True)
-    mf.logout()
     sandbox.revoke_tokens()
     s = login_to(sandbox, remember=True)  # cached token is reused, then rejected
     assert s.get_json("/user/usage")
