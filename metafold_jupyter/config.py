@@ -178,7 +178,8 @@ class Settings:
                 continue  # the auth service and the audience play no part with a ready token
             if file != self.secret_source:
                 secret = ENV_ACCESS_TOKEN if token_only else "the client secret"
-                where = self.secret_source or "the prompt"
+                where = {"": "the prompt", "prompt": "the prompt", "environment": "the environment",
+                         "arguments": "the arguments"}.get(self.secret_source, self.secret_source)
                 raise ConfigError(
                     f"{name} comes from {file} (found by searching upwards from the working directory), "
                     f"but {secret} comes from {where}: a setting that decides where the secret is sent "

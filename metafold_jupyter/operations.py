@@ -349,7 +349,7 @@ def safe_filename(name: Any, s: Any = None) -> str:
 
 def _name_problem(name: Any) -> str | None:
     if not isinstance(name, str) or not name:
-        return "it is missing or empty"
+        return "it is missing, empty or not text"
     if name in (".", ".."):
         return "it names a directory"
     if "/" in name or "\\" in name:

@@ -245,10 +245,8 @@ def exchange_token(http: requests.Session, settings: Settings, scrubber: Scrubbe
             )
         if resp.ok:
             return _token_answer(resp)
-        body = _json_or_none(resp)
-        error = _field(body, "error", scrubber)
-        description = _field(body, "error_description", scrubber)
-        text = scrubber.scrub(_text_message(resp)) if not (description or error) else ""
+        # scrubbed in a helper: the raw body (which may echo the secret) never sits in this frame
+        error, description, text = _auth_error_fields(resp, scrubber)
     if status in (401, 403):
         hint = (
             "check METAFOLD_CLIENT_ID / METAFOLD_CLIENT_SECRET (or create a new client on the account page)"
@@ -326,6 +324,14 @@ def _wrap_access_token(obj: dict[str, Any]) -> dict[str, Any]:
         if isinstance(obj.get(key), str):
             obj[key] = Secret(obj[key])
     return obj
+
+
+def _auth_error_fields(resp: requests.Response, scrubber: Scrubber) -> tuple[str | None, str | None, str]:
+    """The auth service's ``error`` and ``error_description`` (or its text), scrubbed."""
+    body = _json_or_none(resp)
+    error = _field(body, "error", scrubber)
+    description = _field(body, "error_description", scrubber)
+    return error, description, (scrubber.scrub(_text_message(resp)) if not (description or error) else "")
 
 
 def _field(body: Any, name: str, scrubber: Scrubber) -> str | None:
