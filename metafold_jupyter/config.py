@@ -370,7 +370,7 @@ def find_dotenv(cwd: str | os.PathLike | None = None) -> Path | None:
                 f"ignoring {candidate}: it is {problem}, and a .env decides where your Metafold secret is sent; "
                 f"if it is yours, run: chown $USER {candidate}; chmod 600 {candidate}",
                 InsecureFileWarning,
-                stacklevel=3,
+                stacklevel=2,  # one location (the caller's call of find_dotenv): shown once per file
             )
         if candidate_dir == home or (candidate_dir / ".git").exists():
             break

@@ -636,3 +636,29 @@ def test_slow_but_steady_download_is_not_a_stall(evil, tmp_path, monkeypatch):
     serve_asset(evil, content=content, blob=blob)
     login_evil(evil, project="1", timeout=(0.5, 0.5))
     assert mf.download_asset("7", progress=False).read_bytes() == content
+
+
+# -- 16. every error's str() ends with what to do ---------------------------------------------------
+
+
+def test_every_error_str_ends_with_its_hint():
+    from metafold_jupyter import errors
+
+    cases = [
+        errors.NotLoggedInError(),
+        errors.ConfigError("bad setting", hint="fix it"),
+        errors.MissingCredentialsError("no credentials", hint="add them"),
+        errors.AuthenticationError("refused", hint="check the secret"),
+        errors.APIError(404, "GET", "http://127.0.0.1/x", "Resource does not exist"),
+        errors.TransportError("GET", "http://127.0.0.1/x", "connection refused"),
+        errors.PollTimeout("9", 1.0, "started"),
+        errors.IntegrityError("size mismatch"),
+        errors.InvalidIdError("project ID '3#' is not a valid Metafold ID"),
+        errors.DestinationExistsError("part.stl already exists"),
+    ]
+    for exc in cases:
+        text = str(exc)
+        assert exc.hint and text.endswith(" — " + exc.hint) and text.count(exc.hint) == 1, text
+        assert "\n" not in text and text.startswith(exc.message)
+    assert str(NotLoggedInError()) == "not logged in to Metafold — run %metafold_login (or mf.login()) first"
+    assert str(errors.ConfigError("no hint")) == "no hint"
