@@ -203,6 +203,8 @@ class DeadlineAdapter(HTTPAdapter):
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        if hasattr(manager, "pool_classes_by_scheme"):
+        pools = getattr(manager, "pool_classes_by_scheme", None)
+        # an HTTP(S) proxy uses urllib3's own pools; a SOCKS proxy has pools of its own, left alone
+        if pools is not None and pools.get("https") is HTTPSConnectionPool:
             manager.pool_classes_by_scheme = dict(_POOLS)
         return manager

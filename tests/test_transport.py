@@ -194,3 +194,29 @@ def test_keep_alive_one_connection_for_many_calls(sandbox):
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+# -- issue 9, item 7: what the session still takes from the environment -----------------------------
+
+
+def test_environment_ca_bundle_and_proxies_are_honoured_but_not_netrc(tmp_path, monkeypatch):
+    from metafold_jupyter.config import Settings
+    from metafold_jupyter.transport import build_http, environment_proxies
+
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.example.invalid")
+    http = build_http(Settings(base_url="https://api.metafold3d.com/"))
+    assert http.trust_env is False  # so requests never reads ~/.netrc
+    merged = http.merge_environment_settings("https://api.metafold3d.com/projects", {}, None, None, None)
+    assert merged["verify"] == str(bundle)
+    assert merged["proxies"]["https"] == "http://proxy.example.invalid:3128"
+    assert environment_proxies("https://internal.example.invalid/x") == {}  # NO_PROXY
+    assert environment_proxies("http://127.0.0.1:8000/oauth/token") == {}  # loopback never goes through one
+    assert http.merge_environment_settings("https://x.example.invalid/", {}, None, False, None)["verify"] is False
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    monkeypatch.setenv("CURL_CA_BUNDLE", str(bundle))
+    assert http.merge_environment_settings("https://api.metafold3d.com/", {}, None, None, None)["verify"] == str(bundle)
+    http.close()
