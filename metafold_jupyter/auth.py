@@ -65,7 +65,9 @@ class Credentials(Protocol):
 
     def token(self) -> str: ...
 
-    def invalidate(self, token: str) -> None: ...
+    def invalidate(self, token: str | Secret) -> None: ...
+
+    def forget(self) -> None: ...
 
     @property
     def expires_at(self) -> datetime | None: ...
@@ -190,9 +192,9 @@ def token_from_answer(body: Any, started: float, scrubber: Scrubber | None = Non
     """
     token = _as_secret(body.get("access_token")) if isinstance(body, Mapping) else None
     problem = _token_problem(body, token, scrubber)
-    if problem is not None:
+    if problem is not None or not isinstance(token, Secret):
         raise AuthenticationError(
-            f"the auth service's answer cannot be used as a token: {problem}",
+            f"the auth service's answer cannot be used as a token: {problem or 'no access_token'}",
             error="invalid_response",
             hint="check METAFOLD_AUTH_DOMAIN points at the Metafold auth service",
         )
@@ -220,8 +222,9 @@ def _token_problem(body: Any, token: Any, scrubber: Scrubber | None) -> str | No
     lifetime = body.get("expires_in")
     if lifetime is None:
         return "it has no expires_in"
+    number = isinstance(lifetime, (int, float, str)) and not isinstance(lifetime, bool)
     try:
-        seconds = float(lifetime) if isinstance(lifetime, (int, float, str)) and not isinstance(lifetime, bool) else None
+        seconds = float(lifetime) if number else None
     except (ValueError, OverflowError):
         seconds = None
     if seconds is None or not math.isfinite(seconds) or not 0 < seconds <= MAX_LIFETIME:

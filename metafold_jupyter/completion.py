@@ -139,7 +139,8 @@ class MetafoldCompleter:
         pid = project or (s.project_id if s is not None else None)
         if not pid:
             return []
-        return self.cache.get(f"assets:{pid}", lambda: _records(api_path("/projects/{pid}/assets", pid=pid), "filename"))
+        return self.cache.get(f"assets:{pid}",
+                              lambda: _records(api_path("/projects/{pid}/assets", pid=pid), "filename"))
 
 
 def install(shell: Any, magics: Any) -> MetafoldCompleter:

@@ -151,7 +151,7 @@ class Settings:
     def masked_client_id(self) -> str:
         return mask(self.client_id)
 
-    def with_credentials(self, client_id: str, client_secret: str | Secret, source: str) -> Settings:
+    def with_credentials(self, client_id: str, client_secret: str | Secret | None, source: str) -> Settings:
         return replace(
             self,
             client_id=client_id,
@@ -221,7 +221,7 @@ class Resolution:
 
 def resolve_settings(
     client_id: str | None = None,
-    client_secret: str | None = None,
+    client_secret: str | Secret | None = None,
     *,
     env_file: str | os.PathLike | None = None,
     project: str | None = None,

@@ -21,7 +21,7 @@ from dataclasses import replace
 from urllib.parse import urljoin
 
 from .auth import ClientCredentials, Credentials, StaticToken
-from .config import Secret, Settings, ask_credentials, origin_of, resolve_settings
+from .config import DEFAULT_TIMEOUT, Secret, Settings, ask_credentials, origin_of, resolve_settings
 from .errors import APIError, ConfigError, NotLoggedInError
 from .paths import api_path, segment
 from .redaction import Scrubber
@@ -169,7 +169,9 @@ class Session:
         except ValueError:
             raise APIError(resp.status_code, "GET", resp.url, "the answer is not JSON") from None
 
-    def get_records(self, path: str, params: dict[str, Any] | None = None, what: str = "records") -> list[dict[str, Any]]:
+    def get_records(
+        self, path: str, params: dict[str, Any] | None = None, what: str = "records"
+    ) -> list[dict[str, Any]]:
         """GET a list endpoint: its JSON array of objects.
 
         Raises:
@@ -282,7 +284,7 @@ class SessionStatus(dict):
 
 def login(
     client_id: str | None = None,
-    client_secret: str | None = None,
+    client_secret: str | Secret | None = None,
     *,
     env_file: str | os.PathLike | None = None,
     project: str | None = None,
@@ -342,7 +344,7 @@ def login(
     return start_session(settings, remember=remember, concurrency=concurrency)
 
 
-def login_with_prompted(client_id: str, client_secret: str | Secret, **options: Any) -> Session:
+def login_with_prompted(client_id: str, client_secret: str | Secret | None, **options: Any) -> Session:
     """Log in with a pair typed into a prompt (the login form); other settings resolve as usual.
 
     Args:
@@ -485,7 +487,6 @@ def embedded_sandbox() -> Any:
 
 def _sandbox_settings(project: str | None, timeout: tuple[float, float] | None) -> Settings:
     sb = embedded_sandbox()
-    kw = {"timeout": timeout} if timeout else {}
     return Settings(
         client_id=sb.client_id,
         client_secret=Secret(sb.client_secret),
@@ -495,7 +496,8 @@ def _sandbox_settings(project: str | None, timeout: tuple[float, float] | None) 
         audience=sb.audience,
         source="sandbox",
         sandbox=True,
-        **kw,
+        timeout=timeout or DEFAULT_TIMEOUT,
+        secret_source="sandbox",
     )
 
 

@@ -117,7 +117,7 @@ class MetafoldMagics(Magics):
         if args.sandbox:
             session = kernel_session.login(sandbox=True, project=args.project, remember=args.remember)
         elif args.prompt:
-            session = self._ask(options)
+            session = self._ask(options, asked=True)
         else:
             try:
                 session = kernel_session.login(prompt=False, **options)
@@ -126,14 +126,14 @@ class MetafoldMagics(Magics):
         if session is not None:
             print(session.describe())
 
-    def _ask(self, options: dict[str, Any]) -> Any:
+    def _ask(self, options: dict[str, Any], asked: bool = False) -> Any:
         from .prompt import LoginForm, has_widget_frontend
 
         if kernel_session.headless():
             # nbclient, papermill, nbconvert --execute: a form would wait for nobody
+            why = "--prompt was given" if asked else "no Metafold credentials were found"
             raise ConfigError(
-                "no Metafold credentials were found, and this run (without a person at the frontend) "
-                "cannot show a login form",
+                f"{why}, but this run (without a person at the frontend) cannot show a login form",
                 hint=WITHOUT_FORM,
             )
         if not has_widget_frontend():

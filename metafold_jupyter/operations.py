@@ -163,6 +163,7 @@ def download_asset(
             expected_size, f"download {target.name}", progress, unit="B", unit_scale=True, unit_divisor=1024
         ))
         stall = _StallDetector(attempt_budget(s.settings.timeout))
+        failure: TransportError | None
         try:
             for chunk in _chunks(resp, stall):
                 digest.update(chunk)
@@ -203,7 +204,8 @@ def _link_answer(s: Any, path: str) -> dict[str, Any]:
         # record has the name, the size and the checksum.
         asset = s.get_json(path)
         if isinstance(asset, dict):
-            meta = {**{k: v for k, v in asset.items() if v is not None}, **{k: v for k, v in meta.items() if v is not None}}
+            known = {k: v for k, v in meta.items() if v is not None}
+            meta = {**{k: v for k, v in asset.items() if v is not None}, **known}
     return meta
 
 
@@ -400,7 +402,8 @@ def _verify(s: Any, meta: Mapping[str, Any], expected_size: int | None, received
     expected = meta.get("checksum")
     if expected and str(expected).lower() != actual:
         shown = s.scrub(str(expected)[:100])
-        raise IntegrityError(f"{name}: checksum mismatch (expected {shown}, got {actual})", expected=shown, actual=actual)
+        raise IntegrityError(f"{name}: checksum mismatch (expected {shown}, got {actual})", expected=shown,
+                             actual=actual)
 
 
 def _unlink(name: str) -> None:

@@ -62,7 +62,7 @@ class LoginForm:
         describe: turns the new session into the status line shown on success.
     """
 
-    def __init__(self, login: Callable[[str, str], Any], describe: Callable[[Any], str] = str) -> None:
+    def __init__(self, login: Callable[[str, Secret], Any], describe: Callable[[Any], str] = str) -> None:
         import ipywidgets as w
 
         self._login = login

@@ -177,10 +177,11 @@ def _wrap_token(obj: dict[str, Any]) -> dict[str, Any]:
 
 def _token_of(data: dict[str, Any]) -> Token | None:
     """The cached token if every value is plausible, else None."""
-    expires_at, lifetime = data.get("expires_at"), data.get("lifetime")
-    numbers = [v for v in (expires_at, lifetime) if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    numbers = [v for v in (data.get("expires_at"), data.get("lifetime"))
+               if isinstance(v, (int, float)) and not isinstance(v, bool)]
     if len(numbers) != 2 or not all(math.isfinite(v) for v in numbers):
         return None
+    expires_at, lifetime = float(numbers[0]), float(numbers[1])
     now = time.time()
     if not (0 < lifetime <= MAX_LIFETIME and now < expires_at <= now + lifetime + 60):
         return None  # expires_at cannot be further away than the token's own lifetime (+ clock slack)
@@ -188,7 +189,7 @@ def _token_of(data: dict[str, Any]) -> Token | None:
         token = token_from_answer({"access_token": data.get("access_token"), "expires_in": lifetime}, 0.0)
     except AuthenticationError:
         return None
-    return Token(token.value, float(expires_at), float(lifetime))
+    return Token(token.value, expires_at, lifetime)
 
 
 def _encoded(token: Token) -> str:

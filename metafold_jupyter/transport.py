@@ -282,7 +282,7 @@ def _post_grant(http: requests.Session, settings: Settings) -> tuple[Any, Transp
     except (requests.RequestException, DeadlineExceeded) as exc:
         return None, _transport_error("POST", settings.token_url, exc, settings.timeout, call.expired)
     resp.request.body = None  # the response must not carry the secret around
-    resp._next = None  # nor requests' prepared next hop of a redirect
+    resp._next = None  # type: ignore[attr-defined]  # nor requests' prepared next hop of a redirect
     return resp, None
 
 

@@ -120,7 +120,8 @@ class Hostile:
                 if reply is None and route is not None:
                     self.close_connection = True
                     return  # the handler wrote (or refused to write) the answer itself
-                reply = reply or Reply(404, {"code": 404, "name": "Not Found", "description": "Resource does not exist"})
+                reply = reply or Reply(404, {"code": 404, "name": "Not Found",
+                                             "description": "Resource does not exist"})
                 data, ctype = reply.encoded()
                 self.send_response(reply.status)
                 headers = {"Content-Type": ctype, "Content-Length": str(len(data)), **reply.headers}

@@ -38,7 +38,8 @@ def outputs(cell) -> str:
 
 def test_headless_login_without_credentials_says_how_to_supply_them(tmp_path):
     nb = run(tmp_path, "%load_ext metafold_jupyter", "%metafold_login",
-             "import metafold_jupyter as mf\ntry:\n    mf.login()\nexcept mf.ConfigError as e:\n    print(type(e).__name__, e)")
+             "import metafold_jupyter as mf\ntry:\n    mf.login()\n"
+             "except mf.ConfigError as e:\n    print(type(e).__name__, e)")
     magic, python = nb.cells[1], nb.cells[2]
     text = outputs(magic)
     # one line on stderr (how IPython shows a UsageError), and no form waiting for nobody

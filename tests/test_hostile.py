@@ -22,7 +22,6 @@ from helpers import leaks
 from hostile import CLIENT_ID, SECRET, Hostile, Reply, free_port
 
 import metafold_jupyter as mf
-from metafold_jupyter import kernel_session
 from metafold_jupyter.errors import (
     APIError,
     AuthenticationError,
@@ -248,7 +247,8 @@ def test_auth_error_echoing_the_request_body_shows_no_secret(evil, caplog):
     caplog.set_level(logging.DEBUG)
     evil.on("POST", "/oauth/token", lambda seen, ex: Reply(401, {
         "error": f"access_denied for {seen.body.decode()}",
-        "error_description": f"Unauthorized: we got {seen.body.decode()} and {json.loads(seen.body)['client_secret']}"}))
+        "error_description": f"Unauthorized: we got {seen.body.decode()} and "
+                             f"{json.loads(seen.body)['client_secret']}"}))
     with pytest.raises(AuthenticationError) as info:
         login_evil(evil)
     err = info.value
@@ -322,7 +322,8 @@ def test_verbose_ipython_tracebacks_show_no_secret(evil, tmp_path, capsys):
     shell = fresh_shell()
     try:
         shell.run_line_magic("xmode", "Verbose")
-        evil.on("POST", "/oauth/token", lambda seen, ex: Reply(401, {"error_description": f"echo {seen.body.decode()}"}))
+        evil.on("POST", "/oauth/token",
+                lambda seen, ex: Reply(401, {"error_description": f"echo {seen.body.decode()}"}))
         shell.run_cell("import metafold_jupyter as mf\nsession = mf.login()")
         evil.token_endpoint()
         shell.run_cell("session = mf.login()")

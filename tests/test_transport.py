@@ -110,7 +110,8 @@ def test_error_shapes_become_api_error_messages(session, sandbox, status, body, 
         session.request("POST", "/projects", json={"name": "x"})
     assert (info.value.status, info.value.message) == (status, message)
     # str() is one line: what failed, then the hint (interface: "Errors")
-    assert info.value.hint and str(info.value) == f"POST /projects failed (HTTP {status}): {message} — {info.value.hint}"
+    assert info.value.hint
+    assert str(info.value) == f"POST /projects failed (HTTP {status}): {message} — {info.value.hint}"
 
 
 def test_real_404_and_400_from_the_api(session, sandbox):
