@@ -18,7 +18,11 @@ from .errors import (
     APIError,
     AuthenticationError,
     ConfigError,
+    DestinationExistsError,
+    IntegrityError,
+    InvalidIdError,
     MetafoldError,
+    MissingCredentialsError,
     NotLoggedInError,
     PollTimeout,
     TransportError,
@@ -57,6 +61,10 @@ __all__ = [
     "APIError",
     "TransportError",
     "PollTimeout",
+    "MissingCredentialsError",
+    "IntegrityError",
+    "InvalidIdError",
+    "DestinationExistsError",
     *_LAZY,
 ]
 
