@@ -18,7 +18,11 @@ from .errors import (
     APIError,
     AuthenticationError,
     ConfigError,
+    DestinationExistsError,
+    IntegrityError,
+    InvalidIdError,
     MetafoldError,
+    MissingCredentialsError,
     NotLoggedInError,
     PartialResultError,
     PollTimeout,
@@ -69,6 +73,10 @@ __all__ = [
     "TransportError",
     "PollTimeout",
     "PartialResultError",
+    "MissingCredentialsError",
+    "IntegrityError",
+    "InvalidIdError",
+    "DestinationExistsError",
     *_LAZY,
 ]
 

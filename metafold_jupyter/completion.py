@@ -84,7 +84,9 @@ def _records(path: str, label: str) -> list[tuple[str, str]]:
     if s is None:
         return []
     records = s.request("GET", path, timeout=FETCH_TIMEOUT).json()
-    return [(str(r["id"]), str(r.get(label, ""))) for r in records]
+    if not isinstance(records, list):  # null, an object...: nothing to complete
+        return []
+    return [(str(r["id"]), str(r.get(label, ""))) for r in records if isinstance(r, dict) and r.get("id") is not None]
 
 
 class MetafoldCompleter:

@@ -21,6 +21,7 @@ import pandas as pd
 
 from .errors import APIError
 from .kernel_session import session
+from .paths import api_path
 
 RFC1123 = "%a, %d %b %Y %H:%M:%S GMT"
 DATETIME = "datetime64[ns, UTC]"
@@ -579,7 +580,7 @@ def projects(sort: str | None = None, q: str | None = None) -> pd.DataFrame:
 def project(id: str | None = None) -> pd.DataFrame:  # noqa: A002 - the interface's name
     """One project (default: the session's default project) as a one-row frame."""
     s = session()
-    return to_frame(fetch_records(s, f"/projects/{s.require_project(id)}", many=False), "projects")
+    return to_frame(fetch_records(s, api_path("/projects/{pid}", pid=s.require_project(id)), many=False), "projects")
 
 
 def assets(
@@ -594,7 +595,8 @@ def assets(
     if all_projects:
         return _account("assets", project, sort, q, on_error, progress)
     s = session()
-    return to_frame(fetch_records(s, f"/projects/{s.require_project(project)}/assets", query_params(sort, q)), "assets")
+    path = api_path("/projects/{pid}/assets", pid=s.require_project(project))
+    return to_frame(fetch_records(s, path, query_params(sort, q)), "assets")
 
 
 def jobs(
@@ -615,7 +617,8 @@ def jobs(
     if all_projects:
         return _account("jobs", project, sort, q, on_error, progress)
     s = session()
-    return to_frame(fetch_records(s, f"/projects/{s.require_project(project)}/jobs", query_params(sort, q)), "jobs")
+    path = api_path("/projects/{pid}/jobs", pid=s.require_project(project))
+    return to_frame(fetch_records(s, path, query_params(sort, q)), "jobs")
 
 
 def workflows(
@@ -626,7 +629,7 @@ def workflows(
     if all_projects:
         return _account("workflows", project, sort, q, on_error, progress)
     s = session()
-    path = f"/projects/{s.require_project(project)}/workflows"
+    path = api_path("/projects/{pid}/workflows", pid=s.require_project(project))
     return to_frame(fetch_records(s, path, query_params(sort, q)), "workflows")
 
 

@@ -20,7 +20,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Float
 
 from . import frames, kernel_session, lifecycle, operations
-from .errors import MetafoldError, MissingCredentialsError
+from .errors import ConfigError, MetafoldError, MissingCredentialsError
 from .history import looks_secret, scrub_current_cell
 
 SUBCOMMANDS: dict[str, str] = {
@@ -35,7 +35,7 @@ SUBCOMMANDS: dict[str, str] = {
     "jobs": "jobs of a project (DataFrame; --project | --all-projects, --sort, --q)",
     "workflows": "workflows of a project (DataFrame; --project | --all-projects, --sort, --q)",
     "get": "get PATH: raw JSON GET (DataFrame for a list of records, else a dict)",
-    "download": "download ASSET_ID [DEST]: stream an asset to disk, checked",
+    "download": "download ASSET_ID [DEST] [--overwrite]: stream an asset to disk, checked",
     "upload": "upload PATH: upload a file as an asset (one-row DataFrame)",
     "create": "create NAME [--access A]: create a project (one-row DataFrame)",
     "duplicate": "duplicate ID NAME [--access A]: copy a project into a new one",
@@ -56,6 +56,12 @@ _LOGIN_HELP = (
     "Secrets are never accepted on this line (IPython's history would keep them): put "
     "METAFOLD_CLIENT_ID and METAFOLD_CLIENT_SECRET in a .env file (or the environment), "
     "or use --prompt."
+)
+#: Shown next to the login form (and as the error of a run nobody can answer): how to log in without it.
+WITHOUT_FORM = (
+    "To log in without the form, set METAFOLD_CLIENT_ID and METAFOLD_CLIENT_SECRET in the environment "
+    "or in a .env file next to the notebook, then run %metafold_login again; or try the embedded sandbox "
+    "with %metafold_login --sandbox (METAFOLD_SANDBOX=1)."
 )
 
 
@@ -102,7 +108,7 @@ class MetafoldMagics(Magics):
                 "refused: this line looks like it holds a secret, token or password, and IPython keeps "
                 "every line in its history (this one was removed from it). " + _LOGIN_HELP
             )
-        args = self._parse(self.metafold_login, line)
+        args = self._parse_login(line)
         options = {
             "env_file": args.env,
             "project": args.project,
@@ -117,7 +123,7 @@ class MetafoldMagics(Magics):
         if args.sandbox:
             session = kernel_session.login(sandbox=True, project=args.project, remember=args.remember)
         elif args.prompt:
-            session = self._ask(options)
+            session = self._ask(options, asked=True)
         else:
             try:
                 session = kernel_session.login(prompt=False, **options)
@@ -126,18 +132,27 @@ class MetafoldMagics(Magics):
         if session is not None:
             print(session.describe())
 
-    def _ask(self, options: dict[str, Any]) -> Any:
+    def _ask(self, options: dict[str, Any], asked: bool = False) -> Any:
         from .prompt import LoginForm, has_widget_frontend
 
+        if kernel_session.headless():
+            # nbclient, papermill, nbconvert --execute: a form would wait for nobody
+            why = "--prompt was given" if asked else "no Metafold credentials were found"
+            raise ConfigError(
+                f"{why}, but this run (without a person at the frontend) cannot show a login form",
+                hint=WITHOUT_FORM,
+            )
         if not has_widget_frontend():
             return kernel_session.login(prompt=True, **options)
         from IPython.display import display
 
+        kernel_session.prompt_settings(**options)  # refuse bad settings before anyone types a secret
         form = LoginForm(
             lambda cid, secret: kernel_session.login_with_prompted(cid, secret, **options),
             describe=lambda s: s.describe(),
         )
         display(form)
+        print(WITHOUT_FORM)  # also read where the form cannot be shown (a saved or headless notebook)
         return None  # the form logs in when submitted
 
     # -- %metafold / %%metafold run ---------------------------------------------------------
@@ -149,6 +164,7 @@ class MetafoldMagics(Magics):
     @argument("--q", metavar="Q", help='filter, e.g. name:"Lattice*" AND access:!private')
     @argument("--all-projects", action="store_true",
               help="assets, jobs, workflows: every project's rows in one frame (fetched concurrently)")
+    @argument("--overwrite", action="store_true", help="download: replace an existing file at DEST")
     @argument("--param", metavar="KEY=VALUE", action="append", default=[], help="run: a job parameter")
     @argument("--asset", metavar="KEY=ASSET_ID", action="append", default=[], help="run: a job input asset")
     @argument("--timeout", metavar="S", type=float, default=600.0, help="run: seconds to wait (default 600)")
@@ -184,6 +200,8 @@ class MetafoldMagics(Magics):
             raise UsageError("--yes applies to delete only")
         if args.all_projects and name not in ALL_PROJECTS:
             raise UsageError(f"--all-projects applies to {', '.join(ALL_PROJECTS)} only")
+        if args.overwrite and name != "download":
+            raise UsageError("--overwrite applies to download only")
         result = self._call(lambda: handler(args, cell) if name == "run" else handler(args))
         if args.out:
             if not args.out.isidentifier():
@@ -250,7 +268,8 @@ class MetafoldMagics(Magics):
     def _cmd_get(self, args: Any) -> Any:
         (path,) = self._positional(args, "get PATH", 1, 1)
         params = frames.query_params(args.sort, args.q)
-        body = kernel_session.session().get_json(path if path.startswith("/") else "/" + path, params)
+        session = kernel_session.session()
+        body = session.get_json(session.api_url(path), params)  # only paths on the API origin
         if isinstance(body, list) and all(isinstance(item, dict) for item in body):
             import pandas as pd
 
@@ -258,8 +277,9 @@ class MetafoldMagics(Magics):
         return body
 
     def _cmd_download(self, args: Any) -> Any:
-        asset_id, *dest = self._positional(args, "download ASSET_ID [DEST]", 1, 2)
-        return operations.download_asset(asset_id, dest[0] if dest else None, args.project, progress=self.progress)
+        asset_id, *dest = self._positional(args, "download ASSET_ID [DEST] [--overwrite]", 1, 2)
+        return operations.download_asset(asset_id, dest[0] if dest else None, args.project, progress=self.progress,
+                                         overwrite=args.overwrite)
 
     def _cmd_upload(self, args: Any) -> Any:
         (path,) = self._positional(args, "upload PATH", 1, 1)
@@ -338,10 +358,31 @@ class MetafoldMagics(Magics):
     # -- plumbing ----------------------------------------------------------------------
 
     def _parse(self, magic: Callable[..., Any], line: str) -> Any:
-        from IPython.utils.process import arg_split
-
         # intermixed: options may come before, between or after the positionals
-        return magic.parser.parse_intermixed_args(arg_split(line, posix=True))
+        return magic.parser.parse_intermixed_args(_words(line))
+
+    def _parse_login(self, line: str) -> Any:
+        """Parse a %metafold_login line, which takes no positional words at all.
+
+        Words that are neither options nor their values may be credentials typed on the
+        line (``%metafold_login myid hunter2``): the line is removed from the history
+        before it is refused, and the words are not repeated.
+        """
+        try:
+            words = _words(line)
+        except UsageError:
+            scrub_current_cell(self.shell, line)  # an unclosed quote may hide anything
+            raise UsageError("refused: this line cannot be parsed (an unclosed quote?) and was removed from "
+                             "IPython's history. " + _LOGIN_HELP) from None
+        args, extra = self.metafold_login.parser.parse_known_intermixed_args(words)
+        if extra:
+            scrub_current_cell(self.shell, line)
+            raise UsageError(
+                f"refused: %metafold_login takes no positional arguments or unknown options ({len(extra)} "
+                "given); in case they were credentials, the line was removed from IPython's history. "
+                + _LOGIN_HELP
+            )
+        return args
 
     @staticmethod
     def _positional(args: Any, usage: str, least: int, most: int) -> list[str]:
@@ -360,9 +401,18 @@ class MetafoldMagics(Magics):
 
 
 def one_line(exc: MetafoldError) -> str:
-    """What failed, the status and the API's message (in ``str(exc)``), then what to do."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return f"{text} — {exc.hint}" if exc.hint else text
+    """What failed, the status and the API's message, then what to do: ``str(exc)`` on one line
+    (it ends with the hint already)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _words(line: str) -> list[str]:
+    from IPython.utils.process import arg_split
+
+    try:
+        return arg_split(line, posix=True)
+    except ValueError as exc:  # shlex: "No closing quotation"
+        raise UsageError(f"cannot parse this line: {str(exc).lower()}; check the quotes") from None
 
 
 def _pairs(items: list[str], usage: str) -> dict[str, str]:

@@ -117,7 +117,7 @@ def test_download_does_not_replace_an_existing_file_on_failure(session, sandbox,
     sandbox.inject("/blobs/*", status=200, body=b"x" * asset["size"], content_type="application/octet-stream",
                    origin="download")
     with pytest.raises(IntegrityError):
-        mf.download_asset(asset["id"], progress=False)
+        mf.download_asset(asset["id"], progress=False, overwrite=True)
     assert (tmp_path / "cube.stl").read_text() == "my precious notes" and part_files(tmp_path) == []
 
 

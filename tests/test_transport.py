@@ -109,7 +109,9 @@ def test_error_shapes_become_api_error_messages(session, sandbox, status, body, 
     with pytest.raises(APIError) as info:
         session.request("POST", "/projects", json={"name": "x"})
     assert (info.value.status, info.value.message) == (status, message)
-    assert f"POST /projects failed (HTTP {status}): {message}" == str(info.value)
+    # str() is one line: what failed, then the hint (interface: "Errors")
+    assert info.value.hint
+    assert str(info.value) == f"POST /projects failed (HTTP {status}): {message} — {info.value.hint}"
 
 
 def test_real_404_and_400_from_the_api(session, sandbox):
@@ -193,3 +195,29 @@ def test_keep_alive_one_connection_for_many_calls(sandbox):
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+# -- issue 9, item 7: what the session still takes from the environment -----------------------------
+
+
+def test_environment_ca_bundle_and_proxies_are_honoured_but_not_netrc(tmp_path, monkeypatch):
+    from metafold_jupyter.config import Settings
+    from metafold_jupyter.transport import build_http, environment_proxies
+
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.example.invalid")
+    http = build_http(Settings(base_url="https://api.metafold3d.com/"))
+    assert http.trust_env is False  # so requests never reads ~/.netrc
+    merged = http.merge_environment_settings("https://api.metafold3d.com/projects", {}, None, None, None)
+    assert merged["verify"] == str(bundle)
+    assert merged["proxies"]["https"] == "http://proxy.example.invalid:3128"
+    assert environment_proxies("https://internal.example.invalid/x") == {}  # NO_PROXY
+    assert environment_proxies("http://127.0.0.1:8000/oauth/token") == {}  # loopback never goes through one
+    assert http.merge_environment_settings("https://x.example.invalid/", {}, None, False, None)["verify"] is False
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    monkeypatch.setenv("CURL_CA_BUNDLE", str(bundle))
+    assert http.merge_environment_settings("https://api.metafold3d.com/", {}, None, None, None)["verify"] == str(bundle)
+    http.close()
