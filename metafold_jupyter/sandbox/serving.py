@@ -56,6 +56,12 @@ KEEP_ALIVE_TIMEOUT = 60
 # Parked (idle) keep-alive connections per origin before answers say "Connection: close".
 _KEEP_ALIVE_LIMIT = 256
 _MAX_HEADER_BYTES = 256 * 1024
+# A request body the app left unread (an early 401/404) is read and dropped in
+# blocks up to this size before the answer, so the connection stays usable;
+# past it the connection is closed instead (cheroot alone would read the whole
+# rest into memory at once).
+_DRAIN_LIMIT = 64 << 20
+_BLOCK = 1 << 20
 _PLAIN_HTTP_ANSWER = (
     b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: 73\r\n\r\n"
     b"The client sent a plain HTTP request, but this server only speaks HTTPS.\n"
@@ -140,6 +146,7 @@ class _Gateway(wsgi.Gateway_10):
         try:
             response = req.server.wsgi_app(self.env, self.start_response)
             try:
+                self._finish_reading()
                 for chunk in response:
                     if not isinstance(chunk, bytes):
                         raise ValueError("WSGI applications must yield bytes")
@@ -156,6 +163,15 @@ class _Gateway(wsgi.Gateway_10):
             req.chunked_write = False
             return
         req.ensure_headers_sent()
+
+    def _finish_reading(self) -> None:
+        req = self.req
+        remaining = getattr(req.rfile, "remaining", 0)  # known-length bodies only
+        if remaining > _DRAIN_LIMIT:
+            req.close_connection = True
+            return
+        while remaining > 0 and req.rfile.read(min(_BLOCK, remaining)):
+            remaining = req.rfile.remaining
 
 
 class _Connection(HTTPConnection):
