@@ -12,6 +12,8 @@ import hashlib
 import pytest
 import requests
 
+from metafold_jupyter.sandbox import Sandbox
+
 metafold = pytest.importorskip("metafold", reason="the official metafold SDK (Python >= 3.11) is not installed")
 from metafold import MetafoldClient  # noqa: E402
 from metafold.projects import Access  # noqa: E402
@@ -21,7 +23,7 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture
 def client(sandbox):
-    """An SDK client in access-token mode (its client-credentials mode needs https)."""
+    """An SDK client in access-token mode (its client-credentials mode needs https: see the TLS test below)."""
     r = requests.post(
         sandbox.url + "/oauth/token",
         json={
@@ -132,3 +134,67 @@ def test_sdk_workflow_cancel_and_failure(client, sandbox):
     boom, after = (client.jobs.get(j) for j in failed.jobs)
     assert boom.state == "failure" and "Simulated failure" in boom.error
     assert after.state == "canceled"
+
+
+CUBE_STL = b"""solid cube
+facet normal 0 0 -1
+ outer loop
+  vertex 0 0 0
+  vertex 1 1 0
+  vertex 1 0 0
+ endloop
+endfacet
+facet normal 0 0 -1
+ outer loop
+  vertex 0 0 0
+  vertex 0 1 0
+  vertex 1 1 0
+ endloop
+endfacet
+endsolid cube
+"""
+
+
+def test_sdk_client_credentials_login_over_tls(monkeypatch, tmp_path):
+    """The SDK's own login, as Metafold's examples/run_workflow.py does it, unmodified: it builds
+    https://<auth_domain>/oauth/token and sends its base URL (with the trailing slash) as the
+    audience; the throwaway CA is trusted through REQUESTS_CA_BUNDLE."""
+    with Sandbox(tls=True, workflow_duration=0.5) as sb:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(sb.ca_bundle))
+        netloc = sb.url.removeprefix("https://")
+        m = MetafoldClient(project_id=sb.default_project_id, client_id=sb.client_id,
+                           client_secret=sb.client_secret, auth_domain=netloc, base_url=f"https://{netloc}/")
+        try:
+            projects = m.projects.list()
+            assert len(projects) == 10 and m.projects.get().name == "Sandbox playground"
+            token_call = next(r for r in sb.requests if r.path == "/oauth/token")
+            assert token_call.status == 200
+            mesh = tmp_path / "sdk-cube.stl"
+            mesh.write_bytes(CUBE_STL)
+            asset = m.assets.create(mesh.resolve())
+            assert asset.filename == "sdk-cube.stl" and asset.checksum == "sha256:" + hashlib.sha256(CUBE_STL).hexdigest()
+            # The lead switches this to Metafold's workflows/sample-mesh.yml once the workflows branch is merged.
+            definition = """
+jobs:
+  prep:
+    type: mesh/preprocess
+  sample:
+    type: implicit/from-mesh
+    needs: [prep]
+    assets: {mesh: prep.mesh}
+  metrics:
+    type: implicit/metrics
+    needs: [sample]
+"""
+            workflow = m.workflows.run(definition, assets={"prep.mesh": "sdk-cube.stl"},
+                                       parameters={"sample.resolution": "[8, 8, 8]"}, timeout=60)
+            assert workflow.state == "success"
+            jobs = [m.jobs.get(j) for j in workflow.jobs]
+            assert [j.state for j in jobs] == ["success"] * 3
+            assert jobs[0].inputs.assets["mesh"].id == asset.id
+            # one token for the whole session, every call over HTTPS, connections kept alive
+            assert sb.token_exchanges == 1 and len(sb.issued_tokens) == 1
+            api_calls = [r for r in sb.requests if r.origin == "api"]
+            assert len(api_calls) > 5 and sb.accepted_connections["api"] < len(api_calls)
+        finally:
+            m._session.close()
