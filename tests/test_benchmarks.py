@@ -46,3 +46,13 @@ def test_bench_workflow_polls_little_and_returns_promptly(capsys):
 
     result = bench_workflow.main(["--seconds", "4"])
     assert result["polls"] <= 6 and result["lag_s"] <= 5 + 1
+
+
+def test_bench_server_keeps_connections_alive(capsys):
+    import bench_server
+
+    result = bench_server.main(["--calls", "40", "--rounds", "2"])
+    for scheme in ("http", "https"):
+        assert result[f"{scheme} keep-alive connections"] == 1  # 40 requests, one connection
+        assert 1 <= result[f"{scheme} keep-alive x16 connections"] <= 16
+    assert "kept-alive / new connection (ratio)" in capsys.readouterr().out
