@@ -5,12 +5,11 @@
 Prints, measured side by side in one run against sandboxes in other processes:
 - requests/s over one kept-alive connection vs a new connection per request
   (``Connection: close``), over HTTP and over HTTPS (where every new connection
-  costs a TLS handshake): 1 / the median time of one request, alternating blocks
-  of requests between the two (per-request medians shrug off the stalls a busy
-  2-core machine adds);
-- the same with 16 threads sharing one ``requests.Session`` (a fan-out): requests
-  per second of whole rounds, ratio of medians;
-- the number of TCP connections each kept-alive contestant opened (client-side count).
+  costs a TLS handshake): 1 / the median time of one request, the two alternating
+  request by request (so a busy 2-core machine's slow spells hit both alike);
+- the same with 16 threads sharing one ``requests.Session`` each (a fan-out):
+  requests per second of whole rounds, ratio of medians;
+- the TCP connections the kept-alive contestants opened in all (client-side count).
 """
 
 from __future__ import annotations
@@ -35,15 +34,11 @@ from common import SandboxProcess, report, sandbox_process, side_by_side  # noqa
 _WORKERS = 16
 
 
-def _client(sb: SandboxProcess) -> tuple[requests.Session, str]:
+def _session(sb: SandboxProcess, token: str) -> requests.Session:
     http = requests.Session()
     http.mount(sb.url.split(":", 1)[0] + "://", HTTPAdapter(pool_maxsize=_WORKERS))
-    http.verify = sb.ca_bundle or True
-    token = http.post(sb.url + "/oauth/token", verify=http.verify, timeout=10, json={
-        "grant_type": "client_credentials", "client_id": sb.client_id, "client_secret": sb.client_secret,
-        "audience": "https://api.metafold3d.com"}).json()["access_token"]
     http.headers["Authorization"] = f"Bearer {token}"
-    return http, sb.url + "/user/usage"
+    return http
 
 
 _connects = itertools.count()
@@ -72,51 +67,53 @@ def _connections() -> int:
 
 
 def _measure(sb: SandboxProcess, calls: int, rounds: int) -> dict[str, float]:
-    http, url = _client(sb)
-    verify = http.verify  # passed per call: REQUESTS_CA_BUNDLE would override Session.verify
-    close = {"Connection": "close"}
+    verify = sb.ca_bundle or True  # passed per call: REQUESTS_CA_BUNDLE would override Session.verify
+    token = requests.post(sb.url + "/oauth/token", verify=verify, timeout=10, json={
+        "grant_type": "client_credentials", "client_id": sb.client_id, "client_secret": sb.client_secret,
+        "audience": "https://api.metafold3d.com"}).json()["access_token"]
+    url = sb.url + "/user/usage"
+    kept, fresh = _session(sb, token), _session(sb, token)
+    fresh.headers["Connection"] = "close"
+    result: dict[str, float] = {}
 
-    latencies: dict[str, list[float]] = {"keep-alive": [], "new connection": []}
+    # Serial: the two contestants alternate request by request (each on its own session, so the
+    # kept-alive one really keeps its connection), and each gets the median of its request times:
+    # a busy machine's slow spells then hit both alike.
+    times: dict[str, list[float]] = {"keep-alive": [], "new connection": []}
+    opened_kept = 0
+    for _ in range(calls * rounds + 20):  # the first 20 pairs warm up
+        for name, http in (("keep-alive", kept), ("new connection", fresh)):
+            mark = _connections()
+            started = time.perf_counter()
+            http.get(url, verify=verify, timeout=10).raise_for_status()
+            times[name].append(time.perf_counter() - started)
+            if name == "keep-alive":
+                opened_kept += _connections() - mark - 1
+    for name, values in times.items():
+        result[f"{name} req/s"] = 1 / statistics.median(values[20:])
+    result["keep-alive connections"] = float(opened_kept)
 
-    def serial(headers: dict[str, str], name: str) -> Callable[[], None]:
-        def run() -> None:
-            times = latencies[name]
-            for _ in range(calls):
-                started = time.perf_counter()
-                http.get(url, headers=headers, verify=verify, timeout=10).raise_for_status()
-                times.append(time.perf_counter() - started)
-        return run
-
-    def fan_out(headers: dict[str, str]) -> Callable[[], None]:
-        def one(_: int) -> None:
-            http.get(url, headers=headers, verify=verify, timeout=10).raise_for_status()
-
-        def run() -> None:
-            with ThreadPoolExecutor(_WORKERS) as pool:
-                list(pool.map(one, range(calls)))
-        return run
-
+    # 16 threads sharing each session: requests/s of whole rounds (ratio of medians).
     opened: dict[str, int] = {}
 
-    def counted(name: str, fn: Callable[[], None]) -> Callable[[], None]:
+    def fan_out(http: requests.Session, name: str) -> Callable[[], None]:
+        def one(_: int) -> None:
+            http.get(url, verify=verify, timeout=10).raise_for_status()
+
         def run() -> None:
-            before = _connections()
-            fn()
-            opened[name] = _connections() - before - 1
+            mark = _connections()
+            with ThreadPoolExecutor(_WORKERS) as pool:
+                list(pool.map(one, range(calls)))
+            opened[name] = opened.get(name, 0) + _connections() - mark - 1
         return run
 
-    medians = side_by_side({
-        "keep-alive": counted("keep-alive", serial({}, "keep-alive")),
-        "new connection": counted("new connection", serial(close, "new connection")),
-        "keep-alive x16": counted("keep-alive x16", fan_out({})),
-        "new connection x16": counted("new connection x16", fan_out(close)),
-    }, rounds=rounds)
-    http.close()
-    result = {f"{name} req/s": calls / seconds for name, seconds in medians.items()}
-    for name, times in latencies.items():
-        # the first request of a kept-alive block reconnects (the other contestant closed it): it counts too
-        result[f"{name} req/s"] = 1 / statistics.median(times)
-    result.update({f"{name} connections": float(n) for name, n in opened.items()})
+    medians = side_by_side({"keep-alive x16": fan_out(kept, "keep-alive x16"),
+                            "new connection x16": fan_out(fresh, "new connection x16")}, rounds=rounds)
+    for name, seconds in medians.items():
+        result[f"{name} req/s"] = calls / seconds
+    result["keep-alive x16 connections"] = float(opened["keep-alive x16"])
+    kept.close()
+    fresh.close()
     return result
 
 
@@ -145,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             (f"{scheme}: 16 threads, kept alive (req/s)", f"{measured['keep-alive x16 req/s']:.0f}", "-"),
             (f"{scheme}: 16 threads, new connections (req/s)", f"{measured['new connection x16 req/s']:.0f}", "-"),
             (f"{scheme}: 16 threads, kept-alive / new (ratio)", f"{fan_ratio:.2f}", "> 1"),
-            (f"{scheme}: TCP connections for {args.calls} requests, kept alive (serial / x16)",
+            (f"{scheme}: TCP connections opened, kept alive (serial / x16)",
              f"{measured['keep-alive connections']:.0f} / {measured['keep-alive x16 connections']:.0f}",
              f"1 / <= {_WORKERS}"),
         ]
