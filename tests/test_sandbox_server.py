@@ -457,7 +457,8 @@ def test_server_tls_needs_trustme(monkeypatch):
     ("127.0.0.1:8123", True), ("localhost:8123", True), ("LOCALHOST:8123", True), ("[::1]:8123", True),
     ("127.0.0.2:8123", True), ("127.0.0.1:8124", False), ("127.0.0.1", False), ("evil.example:8123", False),
     ("evil.example", False), ("localhost.:8123", False), ("192.0.2.1:8123", False), ("::1:8123", False),
-    ("[::1]x:8123", False), ("127.0.0.1:81x", False), ("", False), (None, False),
+    ("[::1]x:8123", False), ("127.0.0.1:81x", False), ("127.0.0.1:\u0668\u0661\u0662\u0663", False), ("", False),
+    (None, False),
     ("sandbox.invalid:8123", False), ("127.0.0.1.nip.io:8123", False),
 ])
 def test_host_policy_loopback_names_on_own_port(host, allowed):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -298,7 +299,7 @@ class SandboxApp:
         """``POST /projects/{pid}/assets``: multipart part ``file``, streamed into one file in the store."""
         self.store.project(request.user, pid)  # 404 before reading the upload
 
-        def target(filename: str) -> Any:
+        def target(filename: str) -> Path:
             self.store.check_upload(request.user, pid, filename)  # taken name, quota: before any byte
             return self.store.upload_path()
 

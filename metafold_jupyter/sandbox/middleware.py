@@ -157,7 +157,7 @@ class HostPolicy:
             rest = ":" + rest if _ else ""
             if ":" in rest[1:]:
                 return False  # an IPv6 literal must be in brackets
-        if rest and not (rest.startswith(":") and rest[1:].isdigit()):
+        if rest and not (rest.startswith(":") and rest[1:].isascii() and rest[1:].isdigit()):
             return False
         port = int(rest[1:]) if rest else self.default_port
         if port != self.port:

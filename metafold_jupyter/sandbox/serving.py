@@ -65,9 +65,10 @@ _MAX_HEADER_BYTES = 256 * 1024
 # rest into memory at once).
 _DRAIN_LIMIT = 64 << 20
 _BLOCK = 1 << 20
+_PLAIN_HTTP_TEXT = b"The client sent a plain HTTP request, but this server only speaks HTTPS.\n"
 _PLAIN_HTTP_ANSWER = (
-    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: 73\r\n\r\n"
-    b"The client sent a plain HTTP request, but this server only speaks HTTPS.\n"
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+    b"Content-Length: %d\r\n\r\n%s" % (len(_PLAIN_HTTP_TEXT), _PLAIN_HTTP_TEXT)
 )
 
 
@@ -103,7 +104,7 @@ class TLSAdapter(Adapter):
         return {"HTTPS": "on", "wsgi.url_scheme": "https"}
 
     def makefile(self, sock: socket.socket, mode: str = "r", bufsize: int = io.DEFAULT_BUFFER_SIZE) -> Any:
-        """The same buffered socket files as plain connections use."""
+        """The same socket files as plain connections use (the connection replaces the write side)."""
         return MakeFile(sock, mode, bufsize)
 
 
