@@ -4,12 +4,10 @@ check, upload limits, loopback policy, bulk data and the CLI."""
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
 import re
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import threading
@@ -699,7 +697,7 @@ def test_cli_tls_prints_the_ca_bundle_and_serves_https():
                           headers={"Authorization": f"Bearer {token}"}, verify=bundle, timeout=10)
         assert r.status_code == 413 and "0.5 MiB" in r.json()["description"]
         proc.send_signal(signal.SIGINT)
-        rest, err = proc.communicate(timeout=10)
+        _, err = proc.communicate(timeout=10)
         assert proc.returncode == 0 and "Traceback" not in err
         assert not Path(bundle).exists()  # the throwaway CA is gone with the sandbox
     finally:

@@ -17,7 +17,6 @@ import threading
 import weakref
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from . import seed as seeding
 from .app import SandboxApp
@@ -212,7 +211,7 @@ class Sandbox:
                         name=f"metafold-sandbox-{origin}",
                         threads=threads,
                         tls=TLSAdapter(self._tls_context) if self._tls_context is not None else None,
-                        shutdown_timeout=_JOIN_TIMEOUT,
+                        shutdown_timeout=int(_JOIN_TIMEOUT),
                     )
                     servers.append(server)
                 self._url = _origin(scheme, self.host, api_sock.getsockname()[1])

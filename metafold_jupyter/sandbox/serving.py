@@ -82,7 +82,7 @@ class TLSAdapter(Adapter):
         context: a server-side ``ssl.SSLContext`` with its certificate loaded.
     """
 
-    def __init__(self, context: ssl.SSLContext) -> None:  # noqa: D107 - documented on the class
+    def __init__(self, context: ssl.SSLContext) -> None:
         super().__init__(None, None)
         self.context = context
 
@@ -164,7 +164,7 @@ class _SocketWriter:
 class _Gateway(wsgi.Gateway_10):
     """WSGI 1.0 gateway that exposes the connection's socket and honours a dropped connection."""
 
-    def get_environ(self) -> dict[str, Any]:
+    def get_environ(self) -> dict[str, Any]:  # type: ignore[override]  # cheroot's stub says None
         env = super().get_environ()
         env[SOCKET_KEY] = self.req.conn.socket
         return env
@@ -178,7 +178,7 @@ class _Gateway(wsgi.Gateway_10):
                 self._finish_reading()
                 for chunk in response:
                     if not isinstance(chunk, bytes):
-                        raise ValueError("WSGI applications must yield bytes")
+                        raise TypeError("WSGI applications must yield bytes")
                     if chunk:
                         self.write(chunk)
             finally:
@@ -227,7 +227,7 @@ class _Connection(HTTPConnection):
 
     def _handshake(self) -> bool:
         try:
-            self.socket.do_handshake()  # type: ignore[attr-defined]
+            self.socket.do_handshake()
         except ssl.SSLError as exc:
             if getattr(exc, "reason", None) == "HTTP_REQUEST":
                 try:
@@ -270,7 +270,7 @@ class OriginServer(wsgi.Server):
         name: str,
         threads: int,
         tls: TLSAdapter | None = None,
-        shutdown_timeout: float = 5.0,
+        shutdown_timeout: int = 5,
     ) -> None:
         self._listener = sock
         super().__init__(
@@ -354,7 +354,7 @@ class OriginServer(wsgi.Server):
         # cheroot starts this helper thread in serve(); remember it, to join it on close().
         self._side_threads.append(threading.current_thread())
         threading.current_thread().name = f"{self.name}-overflow"
-        super()._serve_unservicable()
+        super()._serve_unservicable()  # type: ignore[misc]  # private, so not in cheroot's stubs
 
     def error_log(self, msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
         """cheroot's log lines go to this module's logger (client disconnects are routine: DEBUG)."""
