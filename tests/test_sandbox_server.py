@@ -376,6 +376,9 @@ def test_server_unread_request_body_is_skipped_in_blocks(sandbox):
     r = http.post(f"{sandbox.url}/projects/{sandbox.default_project_id}/assets", data=b"x" * (8 << 20), timeout=30)
     assert r.status_code == 401
     assert http.get(sandbox.url + "/user/license", timeout=10).status_code == 401
+    chunked = http.post(sandbox.url + "/user/license", data=(b"y" * 1000 for _ in range(50)), timeout=30)
+    assert chunked.status_code == 405 and chunked.request.headers["Transfer-Encoding"] == "chunked"
+    assert http.get(sandbox.url + "/user/license", timeout=10).status_code == 401
     assert sandbox.accepted_connections["api"] - before == 1
     http.close()
 

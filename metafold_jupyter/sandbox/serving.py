@@ -195,7 +195,16 @@ class _Gateway(wsgi.Gateway_10):
 
     def _finish_reading(self) -> None:
         req = self.req
-        remaining = getattr(req.rfile, "remaining", 0)  # known-length bodies only
+        if req.chunked_read:  # unknown length: read up to the limit, else give up on the connection
+            drained = 0
+            while drained <= _DRAIN_LIMIT:
+                block = req.rfile.read(_BLOCK)
+                if not block:
+                    return
+                drained += len(block)
+            req.close_connection = True
+            return
+        remaining = getattr(req.rfile, "remaining", 0)
         if remaining > _DRAIN_LIMIT:
             req.close_connection = True
             return
