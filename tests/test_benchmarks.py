@@ -57,3 +57,13 @@ def test_bench_fanout_one_exchange_no_pool_warnings(capsys):
     assert result["projects"] == 14 and result["same_rows"]
     assert result["exchanges"] == 1 and result["pool_warnings"] == 0
     assert "speed-up at the default concurrency 6" in capsys.readouterr().out
+
+
+def test_bench_server_keeps_connections_alive(capsys):
+    import bench_server
+
+    result = bench_server.main(["--calls", "40", "--rounds", "2"])
+    for scheme in ("http", "https"):
+        assert result[f"{scheme} keep-alive connections"] == 1  # 100 requests, one connection
+        assert result[f"{scheme} keep-alive x16 connections"] <= 16  # 16 threads, at most 16 in all
+    assert "kept-alive / new connection (ratio)" in capsys.readouterr().out

@@ -9,11 +9,10 @@ error shapes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import posixpath
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -34,11 +33,11 @@ from .replies import (
 from .shape import AnswerShape, current_style
 from .store import Store
 from .tokens import TokenError, TokenIssuer
+from .uploads import receive_upload
 
 __all__ = ["SandboxApp"]
 
 _LOGGER = logging.getLogger(__name__)
-_BLOCK = 1 << 20
 
 
 class _Request(Request):
@@ -84,10 +83,12 @@ class SandboxApp:
         signer: makes signed download links.
         client_id: the one accepted client ID.
         client_secret: its secret.
-        audience: the one accepted audience.
+        audience: the API's audience; the token endpoint also accepts it with a
+            trailing slash, and the sandbox's own URL with or without one.
         public_url: returns the sandbox URL once it is serving (None before;
             links then use the request's host).
         shape: how answers are worded (live or reference, date style); see ``shape``.
+        max_upload_bytes: largest upload accepted (413 beyond).
     """
 
     def __init__(
@@ -101,6 +102,7 @@ class SandboxApp:
         audience: str,
         public_url: Callable[[], str | None],
         shape: AnswerShape | None = None,
+        max_upload_bytes: int = 1 << 30,
     ) -> None:
         self.store = store
         self.tokens = tokens
@@ -110,6 +112,7 @@ class SandboxApp:
         self.audience = audience
         self.public_url = public_url
         self.shape = shape if shape is not None else AnswerShape()
+        self.max_upload_bytes = max_upload_bytes
         self.url_map = Map(_rules(), strict_slashes=False)
 
     # --------------------------------------------------------------- plumbing
@@ -205,7 +208,7 @@ class SandboxApp:
         if params["client_id"] != self.client_id or params["client_secret"] != self.client_secret:
             return self._auth0_error(401, "access_denied", "Unauthorized")
         audience = params["audience"]
-        if audience != self.audience:
+        if not self._is_own_audience(audience):
             return self._auth0_error(
                 403,
                 "access_denied",
@@ -218,6 +221,16 @@ class SandboxApp:
             200,
             {"Cache-Control": "no-store", "Pragma": "no-cache"},
         )
+
+    def _is_own_audience(self, audience: str) -> bool:
+        # The official SDK's client-credentials mode sends its base URL as the
+        # audience: "https://api.metafold3d.com/" against the real service, this
+        # sandbox's own URL (with the slash) against the sandbox.
+        own = {self.audience.rstrip("/")}
+        url = self.public_url()
+        if url:
+            own.add(url.rstrip("/"))
+        return audience.removesuffix("/") in own
 
     @staticmethod
     def _auth0_error(status: int, error: str, description: str) -> Response:
@@ -288,30 +301,15 @@ class SandboxApp:
         return json_reply(data)
 
     def on_upload_asset(self, request: _Request, pid: str) -> Response:
-        """``POST /projects/{pid}/assets``: multipart part ``file``, streamed to disk."""
+        """``POST /projects/{pid}/assets``: multipart part ``file``, streamed into one file in the store."""
         self.store.project(request.user, pid)  # 404 before reading the upload
-        upload = request.files.get("file")
-        if upload is None:
-            raise FieldError("file", "Field is required")
-        filename = posixpath.basename((upload.filename or "").replace("\\", "/")).strip()
-        if not filename:
-            raise FieldError("file", "The file part has no filename")
-        self.store.check_upload(request.user, pid, filename)
-        incoming = self.store.upload_path()
-        digest = hashlib.sha256()
-        size = 0
-        try:
-            with open(incoming, "wb") as out:
-                while block := upload.stream.read(_BLOCK):
-                    digest.update(block)
-                    out.write(block)
-                    size += len(block)
-        except BaseException:
-            incoming.unlink(missing_ok=True)
-            raise
-        finally:
-            upload.close()
-        asset = self.store.import_upload(request.user, pid, filename, incoming, size, "sha256:" + digest.hexdigest())
+
+        def target(filename: str) -> Path:
+            self.store.check_upload(request.user, pid, filename)  # taken name, quota: before any byte
+            return self.store.upload_path()
+
+        upload = receive_upload(request, "file", target, self.max_upload_bytes)
+        asset = self.store.import_upload(request.user, pid, upload.filename, upload.path, upload.size, upload.checksum)
         return Response(asset.to_json(), 201, mimetype="application/json")
 
     def on_delete_asset(self, request: _Request, pid: str, aid: str) -> Response:
