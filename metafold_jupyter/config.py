@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 from .errors import ConfigError, MissingCredentialsError
@@ -75,7 +76,7 @@ class Secret:
     def __hash__(self) -> int:
         return hash(("Secret", self._value))
 
-    def __reduce__(self):  # noqa: D105 - refuse to be pickled (IPython %store, multiprocessing)
+    def __reduce__(self) -> NoReturn:  # noqa: D105 - refuse to be pickled (IPython %store, multiprocessing)
         raise TypeError("a Secret cannot be pickled")
 
 

@@ -388,7 +388,7 @@ def embedded_sandbox() -> Any:
 
 def _sandbox_settings(project: str | None, timeout: tuple[float, float] | None) -> Settings:
     sb = embedded_sandbox()
-    kw = {"timeout": timeout} if timeout else {}
+    kw: dict[str, Any] = {"timeout": timeout} if timeout else {}
     return Settings(
         client_id=sb.client_id,
         client_secret=Secret(sb.client_secret),

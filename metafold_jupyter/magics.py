@@ -169,7 +169,7 @@ class MetafoldMagics(Magics):
         if args.out:
             if not args.out.isidentifier():
                 raise UsageError(f"-o needs a variable name, not {args.out!r}")
-            self.shell.user_ns[args.out] = result
+            self.shell.user_ns[args.out] = result  # type: ignore[union-attr]  # a magic runs only in a shell
         return result
 
     # subcommands: thin calls into the Python API
@@ -253,7 +253,8 @@ class MetafoldMagics(Magics):
         from IPython.utils.process import arg_split
 
         # intermixed: options may come before, between or after the positionals
-        return magic.parser.parse_intermixed_args(arg_split(line, posix=True))
+        # magic_arguments() attaches .parser to the function when it decorates it
+        return magic.parser.parse_intermixed_args(arg_split(line, posix=True))  # type: ignore[attr-defined]
 
     @staticmethod
     def _positional(args: Any, usage: str, least: int, most: int) -> list[str]:
