@@ -23,9 +23,9 @@ py3.13     the core suite on the highest supported Python (pandas 3), in .venv-p
 package    sdist and wheel built with ``python -m build`` into dist/, ``twine check``ed;
            the sdist holds every tracked file the tests, notebooks and Binder need, the
            wheel only the package (with py.typed and the licence); every version agrees.
-wheel      the wheel installed (not editable) into a fresh .venv-wheel, and run from a
-           directory outside the checkout with the checkout off sys.path: a smoke test
-           (tests/smoke_installed.py), the demo command's notebook on the embedded sandbox.
+wheel      the wheel installed (not editable) into a fresh venv in a temporary directory
+           outside the checkout, and run there with the checkout off sys.path: a smoke
+           test (tests/smoke_installed.py) and the demo command's notebook on the sandbox.
 
 Other Pythons are found as pythonX.Y on PATH or in pyenv's versions directory.
 """
@@ -176,21 +176,21 @@ def package(r: Run) -> None:
 def wheel(r: Run) -> None:
     if r.wheel is None:
         raise StageSkipped("no wheel was built (the package stage did not pass)")
-    venv = ROOT / ".venv-wheel"
-    with step("fresh venv, wheel installed"):
-        python = create_venv(venv)
-        run([*pip(python), "install", f"{r.wheel}[sdk,notebooks]", "pytest>=8.0", "pytest-timeout>=2.3"])
-    # Outside the checkout, with nothing of it importable: the smoke test and the demo
-    # notebook are copied into a temporary directory and run from there.
-    env = {k: v for k, v in r.env.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
-    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"  # kernels start this python
-    env.update(SMOKE_CHECKOUT=str(ROOT), SMOKE_WHEEL=str(r.wheel), SMOKE_VERSION=checkout_version())
+    # Outside the checkout, as a user has it: a fresh venv in a temporary directory, and
+    # the smoke test, demo.py and the notebook copied next to it and run from there.
     with tempfile.TemporaryDirectory(prefix="metafold-wheel-") as tmp:
         work = Path(tmp)
+        venv = work / "venv"
+        with step("fresh venv, wheel installed"):
+            python = create_venv(venv)
+            run([*pip(python), "install", f"{r.wheel}[sdk,notebooks]", "pytest>=8.0", "pytest-timeout>=2.3"])
         for source in (SMOKE, DEMO, DEMO_NOTEBOOK):
             shutil.copy(source, work / source.name)
-        r.pytest(python, ["-p", "no:cacheprovider", "--rootdir", str(work), SMOKE.name],
-                 cwd=work, env=env)
+        (work / "pytest.ini").write_text("[pytest]\ntimeout = 300\n")  # no config from above tmp
+        env = {k: v for k, v in r.env.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
+        env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"  # kernels start this python
+        env.update(SMOKE_CHECKOUT=str(ROOT), SMOKE_WHEEL=str(r.wheel), SMOKE_VERSION=checkout_version())
+        r.pytest(python, ["-p", "no:cacheprovider", SMOKE.name], cwd=work, env=env)
 
 
 STAGES = [

@@ -153,13 +153,16 @@ def test_installed_getting_started_notebook_runs_in_a_kernel(sandboxed):
     import json
 
     import nbformat
+    from jupyter_client import KernelManager
     from nbclient import NotebookClient
 
     nb = nbformat.read(HERE / "01-getting-started.ipynb", as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(PROBE))
     env = {k: v for k, v in os.environ.items() if not k.startswith("METAFOLD_")}
     env.update(METAFOLD_SANDBOX="1", MPLBACKEND="Agg")
-    NotebookClient(nb, timeout=180, kernel_name="python3").execute(cwd=str(sandboxed), env=env)
+    # IPC sockets in the test's directory, as demo.py does: the kernel is reachable by no one else
+    km = KernelManager(kernel_name="python3", transport="ipc", ip=str(sandboxed / "kernel"))
+    NotebookClient(nb, km=km, timeout=180).execute(cwd=str(sandboxed), env=env)
     probe = [o for o in nb.cells[-1].outputs if o.get("name") == "stdout"]
     info = json.loads(probe[0]["text"].split("PROBE ", 1)[1])
     assert _inside(info["package"], SITE), f"the kernel imported {info['package']}"
