@@ -162,7 +162,7 @@ def parse_rfc1123(values: list[Any]) -> np.ndarray:
     anything else (another layout) goes through ``pd.to_datetime``.
     """
     n = len(values)
-    out = np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")
+    out = np.full(n, np.datetime64("NaT", "ns"))  # a unit: numpy 2.5 deprecates the generic one
     if not n:
         return out
     # one more column than the layout needs: a longer string is not the layout

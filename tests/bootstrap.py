@@ -70,7 +70,6 @@ def ensure_venv(
     ).hexdigest()
     stamp = venv / f".installed-{extras}"
     if not stamp.exists() or stamp.read_text() != digest:
-        run([*pip(python), "install", "--upgrade", "pip"])
         run([*pip(python), "install", "-e", f"{ROOT}[{extras}]", *pins], cwd=ROOT)
         stamp.write_text(digest)
     return python
