@@ -85,7 +85,8 @@ class Run:
         report = self.reports / f"{self.stage}.xml"
         cmd = [str(python), "-m", "pytest", *args, f"--junitxml={report}"]
         print("+", " ".join(cmd), flush=True)
-        status = subprocess.call(cmd, cwd=cwd, env=env or self.env)
+        with step("pytest"):
+            status = subprocess.call(cmd, cwd=cwd, env=env or self.env)
         if status:
             raise StageFailed(f"pytest exited with {status}")
 
@@ -127,7 +128,7 @@ def typecheck(r: Run) -> None:
 
 def suite(r: Run) -> None:
     assert r.python
-    r.pytest(r.python, ["tests", *r.argv])
+    r.pytest(r.python, ["tests", "--durations=5", *r.argv])
 
 
 def lowest(r: Run) -> None:
@@ -138,7 +139,7 @@ def lowest(r: Run) -> None:
         base, venv = sys.executable, ROOT / ".venv-pandas2.2"
     with step(f"venv {venv.name}"):
         python = ensure_venv("test", venv=venv, pins=[PANDAS_LOWEST], base=base)
-    r.pytest(python, [*CORE, "-p", "no:cacheprovider"])
+    r.pytest(python, [*CORE, "--durations=5", "-p", "no:cacheprovider"])
 
 
 def highest(r: Run) -> None:
@@ -148,7 +149,7 @@ def highest(r: Run) -> None:
     venv = ROOT / f".venv-py{HIGHEST}"
     with step(f"venv {venv.name}"):
         python = ensure_venv("test", venv=venv, base=base)
-    r.pytest(python, [*CORE, "-p", "no:cacheprovider"])
+    r.pytest(python, [*CORE, "--durations=5", "-p", "no:cacheprovider"])
 
 
 def package(r: Run) -> None:
@@ -194,9 +195,9 @@ def wheel(r: Run) -> None:
 
 
 STAGES = [
-    Stage("setup", "venv (3.11, editable, test extra) and chromium", setup),
+    Stage("setup", "venv (Python %d.%d, editable, test extra) and chromium" % sys.version_info[:2], setup),
     Stage("typecheck", "mypy over metafold_jupyter", typecheck),
-    Stage("suite", "every test on this Python (pandas 3)", suite),
+    Stage("suite", "every test on this Python", suite),
     Stage(f"py{LOWEST}", f"core suite on Python {LOWEST} with pandas 2.2", lowest),
     Stage(f"py{HIGHEST}", f"core suite on Python {HIGHEST}", highest),
     Stage("package", "sdist + wheel: build, twine check, contents, versions", package),
@@ -320,6 +321,8 @@ def main(argv: list[str]) -> int:
     stages = STAGES
     if argv[:1] == ["--stage"] and len(argv) > 1:
         wanted = set(argv[1].split(","))
+        if "wheel" in wanted:
+            wanted.add("package")  # the wheel stage tests what the package stage built
         unknown = wanted - {s.name for s in STAGES}
         if unknown:
             print(f"unknown stage {', '.join(sorted(unknown))}; stages: {', '.join(s.name for s in STAGES)}")
