@@ -38,7 +38,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from .errors import ConfigError, MissingCredentialsError
@@ -106,7 +106,7 @@ class Secret:
     def __hash__(self) -> int:
         return hash(("Secret", self._value))
 
-    def __reduce__(self):  # noqa: D105 - refuse to be pickled (IPython %store, multiprocessing)
+    def __reduce__(self) -> NoReturn:  # noqa: D105 - refuse to be pickled (IPython %store, multiprocessing)
         raise TypeError("a Secret cannot be pickled")
 
 

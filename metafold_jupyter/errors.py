@@ -69,8 +69,8 @@ class NotLoggedInError(MetafoldError):
 
     hint = "run %metafold_login (or mf.login()) first"
 
-    def __init__(self, message: str = "not logged in to Metafold", **kw) -> None:
-        super().__init__(message, **kw)
+    def __init__(self, message: str = "not logged in to Metafold", *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
 
 
 class ConfigError(MetafoldError):

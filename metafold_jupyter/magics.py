@@ -206,7 +206,7 @@ class MetafoldMagics(Magics):
         if args.out:
             if not args.out.isidentifier():
                 raise UsageError(f"-o needs a variable name, not {args.out!r}")
-            self.shell.user_ns[args.out] = result
+            self.shell.user_ns[args.out] = result  # type: ignore[union-attr]  # a magic runs only in a shell
         return result
 
     # subcommands: thin calls into the Python API
@@ -359,7 +359,8 @@ class MetafoldMagics(Magics):
 
     def _parse(self, magic: Callable[..., Any], line: str) -> Any:
         # intermixed: options may come before, between or after the positionals
-        return magic.parser.parse_intermixed_args(_words(line))
+        # magic_arguments() attaches .parser to the function when it decorates it
+        return magic.parser.parse_intermixed_args(_words(line))  # type: ignore[attr-defined]
 
     def _parse_login(self, line: str) -> Any:
         """Parse a %metafold_login line, which takes no positional words at all.

@@ -80,7 +80,7 @@ def progress_bar(total: float | None, desc: str, enabled: bool | None, **kw: Any
 
 
 class _NoBar:
-    n = 0
+    n: float = 0
 
     def update(self, n: float = 1) -> None:
         self.n += n

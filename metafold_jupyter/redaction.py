@@ -21,7 +21,7 @@ import json
 import re
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 __all__ = ["REDACTED", "JWT", "redact_url", "redact_query_values", "scrub", "Scrubber"]
@@ -136,7 +136,7 @@ class Scrubber:
     def __repr__(self) -> str:
         return f"<Scrubber of {len(self._pinned) + len(self._tokens)} secret values>"
 
-    def __reduce__(self):  # noqa: D105 - never pickled (multiprocessing, %store)
+    def __reduce__(self) -> NoReturn:  # noqa: D105 - never pickled (multiprocessing, %store)
         raise TypeError("a Scrubber cannot be pickled")
 
 

@@ -7,6 +7,7 @@ calls, bounded memory while downloading, few polls and a prompt return.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -29,7 +30,9 @@ def test_bench_frames_runs_both_date_layouts(capsys):
     import bench_frames
 
     result = bench_frames.main(["--projects", "300", "--rounds", "3"])
-    assert result["raw_ratio"] > 0 and result["iso8601_raw_ratio"] > 0 and "sdk_speedup" in result
+    # the SDK contestant runs wherever the official SDK is installed (Python >= 3.11)
+    assert result["raw_ratio"] > 0 and result["iso8601_raw_ratio"] > 0
+    assert ("sdk_speedup" in result) == (importlib.util.find_spec("metafold") is not None)
     out = capsys.readouterr().out
     assert "mf.projects() on 310 projects" in out
     assert "rfc1123: mf.projects() / raw (ratio)" in out and "iso8601: mf.projects() / raw (ratio)" in out

@@ -436,14 +436,15 @@ def test_complete_ids_lazily(logged_in, sandbox):
     assert set(complete(logged_in, "%metafold download ")) == assets
 
 
-def test_complete_never_blocks_long(logged_in, sandbox):
+def test_complete_never_blocks_long(logged_in, sandbox, monkeypatch):
     import time
 
-    complete(logged_in, "len")  # IPython's own jedi matcher loads its stubs once (~1 s under load): not ours to time
+    # jedi's first run loads its grammar (1-2 s on a loaded machine); it is not what is timed here
+    monkeypatch.setattr(logged_in.Completer, "use_jedi", False)
     sandbox.inject("/projects", delay=5)
     started = time.monotonic()
     complete(logged_in, "%metafold project ")
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 1.5  # under the fetch's 2 s read timeout: it did not wait
 
 
 @pytest.mark.parametrize("line", [

@@ -169,6 +169,7 @@ def load(
         _load_bulk_projects(store, bulk_projects)
         if bulk_asset is not None:
             path, size, checksum = bulk_asset
+            assert store.default_project_id is not None  # both branches above set it
             store.add_asset_file(
                 store.default_project_id, "bulk.bin", path, size, checksum, created=utc(2025, 10, 1, 12, 0, 0)
             )
