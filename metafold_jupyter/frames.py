@@ -494,8 +494,8 @@ def _iso8601(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     ok = ~np.isnat(stamps)
     seconds = stamps.astype("datetime64[s]")
     ok &= (seconds >= _NS_FIRST) & (seconds <= _NS_LAST)
-    result = stamps.astype("datetime64[ns]")  # a copy; values out of range are replaced next
-    result[~ok] = _NAT
+    # out of range becomes NaT before the cast: numpy >= 2.5 raises OverflowError on it
+    result = np.where(ok, stamps, np.datetime64("NaT", parsed.unit)).astype("datetime64[ns]")
     return result, ok
 
 
