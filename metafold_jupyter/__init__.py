@@ -1,7 +1,7 @@
 """metafold-jupyter: the Metafold 3D REST API in Jupyter and IPython.
 
 ``import metafold_jupyter as mf`` is cheap: it does no network and imports none of
-requests, pandas, ipywidgets, IPython or werkzeug. The public names below are
+requests, pandas, ipywidgets, IPython, werkzeug, numpy, trimesh or plotly. The public names below are
 loaded on first use (PEP 562).
 
 The kernel-level session lives in ``kernel_session`` (not ``session``) because
@@ -44,6 +44,9 @@ _LAZY = {
     "upload_asset": "operations",
     "run_workflow": "operations",
     "sdk_client": "operations",
+    "load_mesh": "geometry",
+    "show": "geometry",
+    "mesh_metrics": "geometry",
 }
 
 __all__ = [
@@ -62,6 +65,7 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover
     from .frames import assets, jobs, license, project, projects, quota, usage, workflows
+    from .geometry import load_mesh, mesh_metrics, show
     from .operations import download_asset, run_workflow, sdk_client, upload_asset
     from .kernel_session import Session, login, logout, session
 

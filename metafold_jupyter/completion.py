@@ -23,7 +23,10 @@ FETCH_TIMEOUT = (1.0, 2.0)  # connect/read seconds of a completion fetch
 _OPTIONS = {
     "_all": ["-o", "--out", "--project", "--sort", "--q"],
     "run": ["--param", "--asset", "--timeout", "-o", "--out", "--project"],
+    "show": ["--max-faces", "-o", "--out", "--project"],
+    "metrics": ["-o", "--out", "--project"],
 }
+_MESH_SUFFIXES = (".stl", ".obj", ".ply", ".glb")
 
 
 class IdCache:
@@ -107,7 +110,7 @@ class MetafoldCompleter:
     def candidates(self, before: list[str], current: str) -> list[tuple[str, str]]:
         positionals = [w for i, w in enumerate(before) if not w.startswith("-")
                        and not (i and before[i - 1] in ("-o", "--out", "--project", "--sort", "--q", "--param",
-                                                         "--asset", "--timeout"))]
+                                                         "--asset", "--timeout", "--max-faces"))]
         sub = positionals[0] if positionals else None
         previous = before[-1] if before else ""
         if previous == "--project":
@@ -115,7 +118,7 @@ class MetafoldCompleter:
         if previous == "--sort":
             fields = self._sort_fields.get(sub or "", ("id", "created"))
             return [(f"{f}:{d}", "sort") for f in fields for d in ("1", "-1")]
-        if previous in ("-o", "--out", "--q", "--param", "--asset", "--timeout"):
+        if previous in ("-o", "--out", "--q", "--param", "--asset", "--timeout", "--max-faces"):
             return []
         if current.startswith("-"):
             return [(o, "option") for o in _OPTIONS.get(sub or "", _OPTIONS["_all"])]
@@ -126,6 +129,9 @@ class MetafoldCompleter:
         if len(positionals) == 1 and sub == "download":
             project = before[before.index("--project") + 1] if "--project" in before[:-1] else None
             return [(aid, "asset") for aid, _ in self.assets(project)]
+        if (sub == "show" and len(positionals) == 1) or sub == "metrics":
+            project = before[before.index("--project") + 1] if "--project" in before[:-1] else None
+            return [(aid, "mesh asset") for aid, name in self.assets(project) if name.lower().endswith(_MESH_SUFFIXES)]
         return []
 
     def projects(self) -> list[tuple[str, str]]:

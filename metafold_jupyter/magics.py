@@ -19,7 +19,7 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Float
 
-from . import frames, kernel_session, operations
+from . import frames, geometry, kernel_session, operations
 from .errors import MetafoldError, MissingCredentialsError
 from .history import looks_secret, scrub_current_cell
 
@@ -37,6 +37,8 @@ SUBCOMMANDS: dict[str, str] = {
     "get": "get PATH: raw JSON GET (DataFrame for a list of records, else a dict)",
     "download": "download ASSET_ID [DEST]: stream an asset to disk, checked",
     "upload": "upload PATH: upload a file as an asset (one-row DataFrame)",
+    "show": "show ASSET_ID: the mesh in 3D (rotate, zoom; a PNG where that cannot run; --max-faces N)",
+    "metrics": "metrics [ASSET_ID...]: faces, watertight, volume, area, bounds of mesh assets (DataFrame)",
     "run": "%%metafold run: run the cell's workflow YAML, return its jobs",
     "help": "this list",
 }
@@ -144,6 +146,8 @@ class MetafoldMagics(Magics):
     @argument("--param", metavar="KEY=VALUE", action="append", default=[], help="run: a job parameter")
     @argument("--asset", metavar="KEY=ASSET_ID", action="append", default=[], help="run: a job input asset")
     @argument("--timeout", metavar="S", type=float, default=600.0, help="run: seconds to wait (default 600)")
+    @argument("--max-faces", metavar="N", type=int, default=geometry.DEFAULT_MAX_FACES,
+              help="show: reduce larger meshes to N faces (default 200000)")
     @argument("subcommand", nargs="?", default="help", help="one of: " + ", ".join(SUBCOMMANDS))
     @argument("args", nargs="*", help="arguments of the subcommand (ID, PATH, DEST)")
     @line_cell_magic
@@ -165,6 +169,8 @@ class MetafoldMagics(Magics):
             )
         if (args.param or args.asset) and name != "run":
             raise UsageError("--param and --asset apply to %%metafold run only")
+        if args.max_faces != geometry.DEFAULT_MAX_FACES and name != "show":
+            raise UsageError("--max-faces applies to show only")
         result = self._call(lambda: handler(args, cell) if name == "run" else handler(args))
         if args.out:
             if not args.out.isidentifier():
@@ -228,6 +234,14 @@ class MetafoldMagics(Magics):
     def _cmd_upload(self, args: Any) -> Any:
         (path,) = self._positional(args, "upload PATH", 1, 1)
         return operations.upload_asset(path, args.project, progress=self.progress)
+
+    def _cmd_show(self, args: Any) -> Any:
+        (asset_id,) = self._positional(args, "show ASSET_ID [--max-faces N]", 1, 1)
+        return geometry.show(asset_id, args.project, max_faces=args.max_faces)
+
+    def _cmd_metrics(self, args: Any) -> Any:
+        ids = self._positional(args, "metrics [ASSET_ID...]", 0, 10_000)
+        return geometry.mesh_metrics(ids or None, args.project, progress=self.progress)
 
     def _cmd_run(self, args: Any, cell: str) -> Any:
         self._positional(args, "run", 0, 0)
