@@ -326,7 +326,11 @@ def test_binder_installs_this_package_with_notebook_extras():
     requirements = [
         line.split("#", 1)[0].strip() for line in (BINDER / "requirements.txt").read_text().splitlines()
     ]
-    assert ".[notebooks]" in requirements  # pip resolves "." against repo2docker's cwd: the repository root
+    assert ".[notebooks,3d]" in requirements  # pip resolves "." against repo2docker's cwd: the repository root
     assert (BINDER / "runtime.txt").read_text().strip() == "python-3.11"
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert any(req.startswith("matplotlib") for req in extras["notebooks"])
+    assert "metafold-jupyter[3d]" in extras["notebooks"]  # the 3D views wherever the notebooks run
+    assert {"trimesh", "plotly", "fast-simplification", "matplotlib"} <= {
+        req.split(">")[0].split("=")[0] for req in extras["3d"]
+    }
