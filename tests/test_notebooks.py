@@ -188,7 +188,17 @@ def check_assets_and_workflows(nb: nbformat.NotebookNode) -> None:
     warning = texts(next(c for c in code_cells(nb) if "sandbox/fail" in c.source), "stderr")
     assert "ended in failure" in warning and "Simulated failure" in warning
     assert "HTTP 400" in texts(cell(nb, "broken = "))
-    assert images(nb) >= 2  # the tetrahedron and the timeline
+    assert images(nb) >= 3  # the tetrahedron, the timeline and the remeshed result
+    # the 3D views: the interactive figure and its picture, in one output each
+    for source, title in (("%metafold show", "tetrahedron-"), ('mf.show(result["id"])', "remesh-")):
+        (out,) = [o for o in cell(nb, source).outputs if "application/vnd.plotly.v1+json" in o.get("data", {})]
+        assert "image/png" in out.data
+        assert title in out.data["application/vnd.plotly.v1+json"]["layout"]["title"]["text"]
+    assert "8 faces" in texts(cell(nb, 'mf.show(result["id"])'))  # the sandbox's remesh: an octahedron
+    compared = texts(cell(nb, "compared = "))
+    assert "tetrahedron-" in compared and "remesh-" in compared and "preprocess-" in compared
+    assert "volume 166.7 mm³" in texts(cell(nb, "tetra = ")) and "closed: True" in texts(cell(nb, "tetra = "))
+    assert "torus.ply" in texts(cell(nb, "every = ")) and "gear.glb" in texts(cell(nb, "every = "))
 
 
 #: Meaningful outputs per notebook, so that none can pass by showing nothing.
