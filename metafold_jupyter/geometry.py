@@ -323,13 +323,12 @@ def show(obj: Any, project: str | None = None, *, max_faces: int = DEFAULT_MAX_F
     if isinstance(max_faces, bool) or not isinstance(max_faces, int) or max_faces < 4:
         raise MetafoldError(f"max_faces must be a whole number of at least 4, not {max_faces!r}",
                             hint=f"e.g. max_faces={DEFAULT_MAX_FACES:_}")
-    require("trimesh", "numpy", "matplotlib", "plotly")
+    require("trimesh", "numpy", "matplotlib", "plotly", "fast_simplification")
     mesh, name = _resolve(obj, project)
     from .meshview import build_view, reduce_faces
 
     original = len(mesh.faces)
     if original > max_faces:
-        require("fast_simplification")
         mesh = reduce_faces(mesh, max_faces)
     return build_view(mesh, name, original_faces=original, units=_units(mesh))
 
