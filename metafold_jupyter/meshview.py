@@ -35,9 +35,10 @@ _LOGGER = logging.getLogger(__name__)
 
 #: Where the camera looks from (z up): front-right-above, like an engineering isometric.
 VIEW_DIRECTION = (1.5, -1.8, 1.2)
-#: Camera distance in plotly's scene units (its default eye has norm 2.17); in orthographic
-#: projection this sets the zoom, and 2.0 fits the whole part with a small margin.
-EYE_DISTANCE = 2.0
+#: Camera distance in plotly's scene units (its default eye has norm 2.17): near it, so a flat
+#: part stays in view. plotly's perspective camera zooms and turns more smoothly
+#: than its orthographic one; the PNG is an orthographic drawing from the same direction.
+EYE_DISTANCE = 2.2
 #: Where the light comes from, in camera terms (right, up, towards the viewer).
 LIGHT = (-0.25, 0.55, 1.0)
 COLOR = (0.29, 0.56, 0.85)
@@ -166,7 +167,7 @@ def _figure(vertices: np.ndarray, faces: np.ndarray, name: str, subtitle: str, u
         "i": _typed(index[:, 0]), "j": _typed(index[:, 1]), "k": _typed(index[:, 2]),
         "color": COLOR_HEX,
         "flatshading": True,
-        "lighting": {"ambient": 0.35, "diffuse": 0.8, "specular": 0.15, "roughness": 0.6},
+        "lighting": {"ambient": 0.55, "diffuse": 0.6, "specular": 0.1, "roughness": 0.6},
         "hoverinfo": "x+y+z",
     }
     layout = {
@@ -178,7 +179,6 @@ def _figure(vertices: np.ndarray, faces: np.ndarray, name: str, subtitle: str, u
             "camera": {
                 "eye": {"x": float(eye[0]), "y": float(eye[1]), "z": float(eye[2])},
                 "up": {"x": 0, "y": 0, "z": 1},
-                "projection": {"type": "orthographic"},  # as the PNG: parallel lines stay parallel
             },
             "xaxis": {"title": {"text": "x" + unit}, **axis},
             "yaxis": {"title": {"text": "y" + unit}, **axis},

@@ -166,6 +166,8 @@ def test_load_mesh_unreadable_mesh_is_one_clear_error(session, sandbox, tmp_path
 def test_show_mime_bundle_holds_the_interactive_figure_and_a_png(session):
     from IPython.core.formatters import DisplayFormatter
 
+    from metafold_jupyter.meshview import _camera
+
     view = mf.show(asset_id("cube.stl"))
     data, _ = DisplayFormatter().format(view)  # what a kernel sends to the frontend
 
@@ -179,7 +181,9 @@ def test_show_mime_bundle_holds_the_interactive_figure_and_a_png(session):
     assert points.shape == (8, 3) and triangles.shape == (12, 3)
     assert np.allclose(points.min(axis=0), 0) and np.allclose(points.max(axis=0), 10)
     scene = figure["layout"]["scene"]
-    assert scene["aspectmode"] == "data" and scene["camera"]["projection"]["type"] == "orthographic"
+    assert scene["aspectmode"] == "data"  # equal scale on every axis
+    eye = np.array([scene["camera"]["eye"][k] for k in "xyz"])
+    assert np.allclose(eye / np.linalg.norm(eye), _camera()[2])  # the PNG's direction of view
     assert "cube.stl" in figure["layout"]["title"]["text"] and "12 faces" in figure["layout"]["title"]["text"]
     assert data["image/png"] == base64.b64encode(view.png).decode()
     assert view.png.startswith(b"\x89PNG\r\n\x1a\n")
