@@ -27,6 +27,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.transforms import Affine2D, IdentityTransform
+from PIL import Image
 
 if TYPE_CHECKING:  # pragma: no cover
     import trimesh
@@ -191,6 +192,26 @@ def _figure(vertices: np.ndarray, faces: np.ndarray, name: str, subtitle: str, u
 # -- the static picture -----------------------------------------------------------------------
 
 
+def _closed_outward(faces: np.ndarray, count: int, first: np.ndarray, normals: np.ndarray) -> bool:
+    """Whether the mesh is closed, consistently wound and facing outwards.
+
+    Then the edges, each taken in the direction its face winds, are the same multiset
+    as the same edges reversed (every edge is met once each way), and the signed volume
+    is positive. The multisets are compared by a random fingerprint, sum of h(a)·g(b)
+    over the directed edges (a, b) against the sum of h(b)·g(a), with h and g random
+    per vertex: equal for a closed, consistent surface, and different (beyond rounding)
+    as soon as one edge is unmatched. That costs a few milliseconds where sorting the
+    edges would cost as much as drawing the hidden faces.
+    """
+    rng = np.random.default_rng(20251129)  # fixed: the same mesh always gets the same answer
+    h, g = rng.random(count) + 1.0, rng.random(count) + 1.0
+    start, end = faces.reshape(-1), faces[:, [1, 2, 0]].reshape(-1)
+    forward, backward = float((h[start] * g[end]).sum()), float((h[end] * g[start]).sum())  # no BLAS: see _rotate
+    if abs(forward - backward) > 1e-9 * abs(forward):
+        return False
+    return float((first.astype(np.float64) * normals).sum()) > 0  # 6 x the signed volume
+
+
 def _rotate(points: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """``points @ rows.T`` without BLAS: its threads spin for a 3-column product, which costs
     CPU time for nothing and, on a busy machine, wall time too."""
@@ -220,15 +241,19 @@ def _render_png(vertices: np.ndarray, faces: np.ndarray, name: str, subtitle: st
     low, high = projected[:, :2].min(axis=0), projected[:, :2].max(axis=0)
     span = np.maximum(high - low, 1e-12)
     scale = min((width - 2 * _MARGIN) / span[0], (height - _TITLE_BAND - 2 * _MARGIN) / span[1])
-    order = np.argsort(projected[:, 2][faces].sum(axis=1))  # farthest first
-    ordered = faces[order]
-    triangles = np.ascontiguousarray(projected[:, :2])[ordered]  # (faces, corners, xy), as Agg takes them
     corner = projected.astype(np.float32)
-    a, b, c = corner[ordered[:, 0]], corner[ordered[:, 1]], corner[ordered[:, 2]]
+    a, b, c = corner[faces[:, 0]], corner[faces[:, 1]], corner[faces[:, 2]]
     normals = np.cross(b - a, c - a)
+    if _closed_outward(faces, len(vertices), a, normals):
+        # a closed surface hides every face turned away from the viewer: skip them (half the work)
+        front = normals[:, 2] > 0
+        faces, normals, a, b, c = faces[front], normals[front], a[front], b[front], c[front]
+    order = np.argsort(a[:, 2] + b[:, 2] + c[:, 2])  # farthest first
+    triangles = np.ascontiguousarray(projected[:, :2])[faces[order]]  # (faces, corners, xy), as Agg takes them
+    normals = normals[order]
     light = np.asarray(LIGHT, dtype=np.float32) / np.float32(np.linalg.norm(LIGHT))
     lit = np.abs(_rotate(normals, light[None, :])[:, 0]) / (np.sqrt((normals * normals).sum(axis=1)) + 1e-30)
-    rgba = np.ones((len(ordered), 4))
+    rgba = np.ones((len(order), 4))
     rgba[:, :3] = (np.float32(0.35) + np.float32(0.65) * lit)[:, None] * np.asarray(COLOR)
     colors = np.repeat(rgba[:, None, :], 3, axis=1)  # one colour at every corner: flat shading
     to_pixels = Affine2D().translate(-(low[0] + high[0]) / 2, -(low[1] + high[1]) / 2).scale(scale).translate(
@@ -247,9 +272,12 @@ def _render_png(vertices: np.ndarray, faces: np.ndarray, name: str, subtitle: st
                     fontsize=9, ha="center", va="center")
     figure.text(0.5, 1 - 10 / height, name, ha="center", va="top", fontsize=12)
     figure.text(0.5, 1 - 32 / height, subtitle, ha="center", va="top", fontsize=9, color="#444444")
+    canvas = figure.canvas
+    canvas.draw()
+    # RGB on white (no alpha channel) and zlib level 1: a tenth larger than savefig's default,
+    # in a third of the time
     out = io.BytesIO()
-    # zlib level 3: nearly the size of the default (6) at half the time
-    figure.savefig(out, format="png", dpi=100, pil_kwargs={"compress_level": 3})
+    Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3]).save(out, format="png", compress_level=1)
     return out.getvalue()
 
 

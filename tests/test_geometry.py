@@ -222,6 +222,32 @@ def test_show_png_is_a_picture_of_the_mesh(session):
         assert (np.ptp(xs) + 1) / (np.ptp(ys) + 1) == pytest.approx(expected, rel=0.05)
 
 
+def test_show_png_draws_open_surfaces_from_behind_and_hides_back_faces_of_closed_ones(session):
+    import trimesh
+
+    # a square sheet facing down (-z): the camera looks from above, at its back
+    sheet = trimesh.Trimesh([[0, 0, 0], [10, 0, 0], [0, 10, 0], [10, 10, 0]], [[0, 2, 1], [1, 2, 3]], process=False)
+    image = np.asarray(png_of(mf.show(sheet))).astype(int)
+    ys, xs = silhouette(image)
+    assert len(xs) > 20_000, "an open surface seen from behind must still be drawn"
+    # a closed box: its back faces are skipped, so none shows through its 12 large faces (depth
+    # sorting alone gets large faces wrong); it must look like the same box wound inwards (so
+    # nothing is skipped) and cut into 3,072 small faces (where depth sorting alone is right)
+    box = trimesh.creation.box((10.0, 20.0, 5.0))
+    fine = box.subdivide().subdivide().subdivide().subdivide()
+    inside_out = trimesh.Trimesh(fine.vertices, fine.faces[:, ::-1], process=False)
+    big_inside_out = trimesh.Trimesh(box.vertices, box.faces[:, ::-1], process=False)
+    outward, reference, unculled = (np.asarray(png_of(mf.show(m))).astype(int)
+                                    for m in (box, inside_out, big_inside_out))
+    assert len(silhouette(reference)[0]) > 50_000
+
+    def differ(a, b):
+        return (np.abs(a - b).sum(axis=2) > 90).mean()
+
+    assert differ(outward, reference) < 0.015  # the same picture, up to the edges' pixels
+    assert differ(unculled, reference) > 2 * differ(outward, reference)  # what skipping back faces fixes
+
+
 def test_show_units_in_the_title_when_known(session):
     view = mf.show(asset_id("gear.glb"))
     assert view.units == "mm"
