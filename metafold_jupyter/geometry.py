@@ -197,12 +197,12 @@ def _save_parsed(mesh: trimesh.Trimesh, sidecar: Path) -> None:
     """Keep the parsed arrays next to the file (atomically); textured meshes are re-parsed instead."""
     import numpy as np
 
-    visual = getattr(mesh, "visual", None)
+    visual: Any = getattr(mesh, "visual", None)
     kind = getattr(visual, "kind", None)
     if kind == "texture":
         return
-    arrays = {"vertices": mesh.vertices, "faces": mesh.faces,
-              "info": np.array(json.dumps({"units": mesh.units}))}
+    arrays: dict[str, Any] = {"vertices": mesh.vertices, "faces": mesh.faces,
+                              "info": np.array(json.dumps({"units": mesh.units}))}
     if kind == "vertex":
         arrays["vertex_colors"] = visual.vertex_colors
     elif kind == "face":

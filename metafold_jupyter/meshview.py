@@ -114,14 +114,14 @@ def build_view(mesh: trimesh.Trimesh, name: str, *, original_faces: int | None =
     faces = np.asarray(mesh.faces)
     original = len(faces) if original_faces is None else int(original_faces)
     low, high = vertices.min(axis=0), vertices.max(axis=0)
-    extents = tuple(float(x) for x in high - low)
+    extents = (float(high[0] - low[0]), float(high[1] - low[1]), float(high[2] - low[2]))
     subtitle = f"{len(faces):,} faces · {_size_text(extents, units)}"
     if len(faces) < original:
         subtitle = f"{len(faces):,} of {original:,} faces (reduced for display) · {_size_text(extents, units)}"
     figure = _figure(vertices, faces, name, subtitle, units)
     png = _render_png(vertices, faces, name, subtitle)
     return MeshView(figure, png, name=name, faces=len(faces), vertices=len(vertices), original_faces=original,
-                    units=units, extents=extents)  # type: ignore[arg-type]
+                    units=units, extents=extents)
 
 
 def reduce_faces(mesh: trimesh.Trimesh, max_faces: int) -> trimesh.Trimesh:
@@ -140,7 +140,8 @@ def reduce_faces(mesh: trimesh.Trimesh, max_faces: int) -> trimesh.Trimesh:
             break
         target = max(1, int(target * max_faces / len(triangles)) - 1)
     reduced = trimesh.Trimesh(points, triangles, process=False)
-    reduced.units = mesh.units
+    if mesh.units:
+        reduced.units = mesh.units
     _LOGGER.info("reduced a mesh from %d to %d faces for display", len(mesh.faces), len(triangles))
     return reduced
 
@@ -261,7 +262,7 @@ def _render_png(vertices: np.ndarray, faces: np.ndarray, name: str, subtitle: st
     )
 
     figure = Figure(figsize=(width / 100, height / 100), dpi=100, facecolor="white")
-    FigureCanvasAgg(figure)
+    canvas = FigureCanvasAgg(figure)
     figure.add_artist(_Triangles(triangles, colors, to_pixels))
     for row, (label, color) in enumerate(zip("xyz", ("#d62728", "#2ca02c", "#1f77b4"))):
         tip = camera[:, row][:2] * 26  # the world axis as seen on screen
@@ -272,7 +273,6 @@ def _render_png(vertices: np.ndarray, faces: np.ndarray, name: str, subtitle: st
                     fontsize=9, ha="center", va="center")
     figure.text(0.5, 1 - 10 / height, name, ha="center", va="top", fontsize=12)
     figure.text(0.5, 1 - 32 / height, subtitle, ha="center", va="top", fontsize=9, color="#444444")
-    canvas = figure.canvas
     canvas.draw()
     # RGB on white (no alpha channel) and zlib level 1: a tenth larger than savefig's default,
     # in a third of the time

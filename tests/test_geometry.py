@@ -9,7 +9,6 @@ import json
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from PIL import Image
 
 import metafold_jupyter as mf
 from metafold_jupyter import geometry, operations
-from metafold_jupyter.errors import ConfigError, MetafoldError, TransportError
+from metafold_jupyter.errors import MetafoldError, TransportError
 from metafold_jupyter.sandbox import meshes
 
 PLOTLY = "application/vnd.plotly.v1+json"
@@ -228,7 +227,7 @@ def test_show_png_draws_open_surfaces_from_behind_and_hides_back_faces_of_closed
     # a square sheet facing down (-z): the camera looks from above, at its back
     sheet = trimesh.Trimesh([[0, 0, 0], [10, 0, 0], [0, 10, 0], [10, 10, 0]], [[0, 2, 1], [1, 2, 3]], process=False)
     image = np.asarray(png_of(mf.show(sheet))).astype(int)
-    ys, xs = silhouette(image)
+    _, xs = silhouette(image)
     assert len(xs) > 20_000, "an open surface seen from behind must still be drawn"
     # a closed box: its back faces are skipped, so none shows through its 12 large faces (depth
     # sorting alone gets large faces wrong); it must look like the same box wound inwards (so
@@ -471,5 +470,5 @@ def test_magic_completion_offers_mesh_assets(logged_in):
     listed = mf.assets()
     mesh_ids = set(listed.loc[~listed["filename"].str.endswith(".bin"), "id"])
     assert complete("%metafold show ") == mesh_ids
-    assert complete(f"%metafold metrics {sorted(mesh_ids)[0]} ") == mesh_ids
+    assert complete(f"%metafold metrics {min(mesh_ids)} ") == mesh_ids
     assert "--max-faces" in complete("%metafold show --max")

@@ -39,7 +39,7 @@ def bumpy_torus(faces: int):
     import trimesh
 
     cells = faces // 2
-    rings = int(round((cells * 2) ** 0.5))
+    rings = round((cells * 2) ** 0.5)
     sides = max(3, cells // rings)
     u = np.linspace(0, 2 * np.pi, rings, endpoint=False)[:, None]
     v = np.linspace(0, 2 * np.pi, sides, endpoint=False)[None, :]
