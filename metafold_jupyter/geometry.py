@@ -163,15 +163,17 @@ def _sha256(path: Path) -> str:
 
 
 def _sweep(directory: Path) -> None:
-    """Remove temporary downloads a crashed kernel left behind (never read as cache entries)."""
+    """Remove temporary downloads and parsed copies a crashed kernel left behind (never read as entries)."""
     cutoff = time.time() - _STALE_DOWNLOAD
     for entry in directory.glob(".download-*"):
         try:
             stale = entry.stat().st_mtime < cutoff
         except OSError:
             continue
-        if stale:
+        if stale and entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)
+        elif stale:
+            entry.unlink(missing_ok=True)
 
 
 def _parse(path: Path, kind: str, label: str) -> trimesh.Trimesh:
@@ -207,13 +209,15 @@ def _save_parsed(mesh: trimesh.Trimesh, sidecar: Path) -> None:
         arrays["vertex_colors"] = visual.vertex_colors
     elif kind == "face":
         arrays["face_colors"] = visual.face_colors
-    tmp = sidecar.with_name(f".{sidecar.name}.{os.getpid()}.tmp")
+    tmp = None
     try:
-        with open(tmp, "wb") as fh:
+        fd, tmp = tempfile.mkstemp(dir=sidecar.parent, prefix=".download-", suffix=".npz")  # unique per writer
+        with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **arrays)
         os.replace(tmp, sidecar)
     except OSError as exc:  # a full or read-only cache costs speed, never the result
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         _LOGGER.warning("could not keep the parsed mesh in %s: %s", sidecar.parent, exc.strerror)
 
 

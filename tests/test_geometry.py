@@ -140,6 +140,24 @@ def test_load_mesh_interrupted_download_leaves_nothing_in_the_cache(session, san
     assert len(mf.load_mesh(aid, progress=False).faces) == 1024  # and the next call works
 
 
+def test_load_mesh_removes_what_a_crashed_kernel_left_and_spares_running_downloads(session, sandbox):
+    import os
+    import time
+
+    directory = geometry.mesh_cache_dir()
+    directory.mkdir(parents=True)
+    stale, running = directory / ".download-crashed", directory / ".download-running"
+    for folder in (stale, running):
+        folder.mkdir()
+        (folder / "torus.ply.part").write_bytes(b"partial")
+    day_ago = time.time() - 25 * 3600
+    os.utime(stale, (day_ago, day_ago))
+
+    mf.load_mesh(asset_id("torus.ply"), progress=False)
+
+    assert not stale.exists() and running.exists()
+
+
 def test_load_mesh_refuses_a_non_mesh_asset_before_downloading(session, sandbox):
     aid = asset_id("sample-2.bin")
     with pytest.raises(MetafoldError, match=r"sample-2\.bin.*is not a mesh file") as caught:
