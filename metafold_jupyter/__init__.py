@@ -18,8 +18,13 @@ from .errors import (
     APIError,
     AuthenticationError,
     ConfigError,
+    DestinationExistsError,
+    IntegrityError,
+    InvalidIdError,
     MetafoldError,
+    MissingCredentialsError,
     NotLoggedInError,
+    PartialResultError,
     PollTimeout,
     TransportError,
 )
@@ -44,6 +49,16 @@ _LAZY = {
     "upload_asset": "operations",
     "run_workflow": "operations",
     "sdk_client": "operations",
+    "create_project": "lifecycle",
+    "duplicate_project": "lifecycle",
+    "update_project": "lifecycle",
+    "delete_project": "lifecycle",
+    "job": "lifecycle",
+    "workflow": "lifecycle",
+    "cancel_workflow": "lifecycle",
+    "delete_asset": "lifecycle",
+    "delete_job": "lifecycle",
+    "delete_workflow": "lifecycle",
     "load_mesh": "geometry",
     "show": "geometry",
     "mesh_metrics": "geometry",
@@ -60,11 +75,28 @@ __all__ = [
     "APIError",
     "TransportError",
     "PollTimeout",
+    "PartialResultError",
+    "MissingCredentialsError",
+    "IntegrityError",
+    "InvalidIdError",
+    "DestinationExistsError",
     *_LAZY,
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .frames import assets, jobs, license, project, projects, quota, usage, workflows
+    from .lifecycle import (
+        cancel_workflow,
+        create_project,
+        delete_asset,
+        delete_job,
+        delete_project,
+        delete_workflow,
+        duplicate_project,
+        job,
+        update_project,
+        workflow,
+    )
     from .geometry import load_mesh, mesh_metrics, show
     from .operations import download_asset, run_workflow, sdk_client, upload_asset
     from .kernel_session import Session, login, logout, session

@@ -1,4 +1,5 @@
-"""Tab completion for ``%metafold``: subcommands, options, sort fields, project and asset IDs.
+"""Tab completion for ``%metafold``: subcommands, options, sort fields, access values, and
+project, asset, job and workflow IDs.
 
 IDs are fetched lazily in a background thread and reused for a short time; the
 completer waits for them at most a fraction of a second, so a slow network never
@@ -16,6 +17,8 @@ from IPython.core.completer import CompletionContext, SimpleCompletion, context_
 
 from . import kernel_session
 from .errors import MetafoldError
+from .lifecycle import ACCESS_VALUES
+from .paths import api_path
 
 WAIT_FOR_IDS = 0.3  # seconds the completer may block on a first fetch
 FETCH_TIMEOUT = (1.0, 2.0)  # connect/read seconds of a completion fetch
@@ -23,9 +26,21 @@ FETCH_TIMEOUT = (1.0, 2.0)  # connect/read seconds of a completion fetch
 _OPTIONS = {
     "_all": ["-o", "--out", "--project", "--sort", "--q"],
     "run": ["--param", "--asset", "--timeout", "-o", "--out", "--project"],
+    "create": ["--access", "-o", "--out"],
+    "duplicate": ["--access", "-o", "--out"],
+    "rename": ["--access", "-o", "--out"],
+    "cancel": ["--project", "-o", "--out"],
+    "delete": ["--yes", "--project", "-o", "--out"],
+    **{sub: ["-o", "--out", "--project", "--all-projects", "--sort", "--q"]
+       for sub in ("assets", "jobs", "workflows")},
     "show": ["--max-faces", "-o", "--out", "--project"],
     "metrics": ["-o", "--out", "--project"],
 }
+#: options followed by a value (the value is not a positional word)
+_TAKES_VALUE = ("-o", "--out", "--project", "--sort", "--q", "--param", "--asset", "--timeout", "--access",
+                "--max-faces")
+#: delete KIND ID: what the ID names, and the field shown next to it
+_DELETE_KINDS = {"project": "name", "asset": "filename", "job": "name", "workflow": "state"}
 _MESH_SUFFIXES = (".stl", ".obj", ".ply", ".glb")
 
 
@@ -73,7 +88,9 @@ def _records(path: str, label: str) -> list[tuple[str, str]]:
     if s is None:
         return []
     records = s.request("GET", path, timeout=FETCH_TIMEOUT).json()
-    return [(str(r["id"]), str(r.get(label, ""))) for r in records]
+    if not isinstance(records, list):  # null, an object...: nothing to complete
+        return []
+    return [(str(r["id"]), str(r.get(label, ""))) for r in records if isinstance(r, dict) and r.get("id") is not None]
 
 
 class MetafoldCompleter:
@@ -109,8 +126,7 @@ class MetafoldCompleter:
 
     def candidates(self, before: list[str], current: str) -> list[tuple[str, str]]:
         positionals = [w for i, w in enumerate(before) if not w.startswith("-")
-                       and not (i and before[i - 1] in ("-o", "--out", "--project", "--sort", "--q", "--param",
-                                                         "--asset", "--timeout", "--max-faces"))]
+                       and not (i and before[i - 1] in _TAKES_VALUE)]
         sub = positionals[0] if positionals else None
         previous = before[-1] if before else ""
         if previous == "--project":
@@ -118,19 +134,28 @@ class MetafoldCompleter:
         if previous == "--sort":
             fields = self._sort_fields.get(sub or "", ("id", "created"))
             return [(f"{f}:{d}", "sort") for f in fields for d in ("1", "-1")]
-        if previous in ("-o", "--out", "--q", "--param", "--asset", "--timeout", "--max-faces"):
+        if previous == "--access":
+            return [(a, "access") for a in ACCESS_VALUES]
+        if previous in _TAKES_VALUE:
             return []
         if current.startswith("-"):
             return [(o, "option") for o in _OPTIONS.get(sub or "", _OPTIONS["_all"])]
         if sub is None:
             return [(name, "subcommand") for name in self._subcommands]
-        if len(positionals) == 1 and sub == "project":
+        project = before[before.index("--project") + 1] if "--project" in before[:-1] else None
+        if len(positionals) == 1 and sub in ("project", "duplicate", "rename"):
             return [(pid, "project") for pid, _ in self.projects()]
         if len(positionals) == 1 and sub == "download":
-            project = before[before.index("--project") + 1] if "--project" in before[:-1] else None
             return [(aid, "asset") for aid, _ in self.assets(project)]
+        if len(positionals) == 1 and sub == "cancel":
+            return [(wid, "workflow") for wid, _ in self.records("workflow", project)]
+        if sub == "delete" and len(positionals) == 1:
+            return [(kind, "kind") for kind in _DELETE_KINDS]
+        if sub == "delete" and len(positionals) == 2 and positionals[1] in _DELETE_KINDS:
+            kind = positionals[1]
+            found = self.projects() if kind == "project" else self.records(kind, project)
+            return [(rid, kind) for rid, _ in found]
         if (sub == "show" and len(positionals) == 1) or sub == "metrics":
-            project = before[before.index("--project") + 1] if "--project" in before[:-1] else None
             return [(aid, "mesh asset") for aid, name in self.assets(project) if name.lower().endswith(_MESH_SUFFIXES)]
         return []
 
@@ -138,11 +163,17 @@ class MetafoldCompleter:
         return self.cache.get("projects", lambda: _records("/projects", "name"))
 
     def assets(self, project: str | None) -> list[tuple[str, str]]:
+        return self.records("asset", project)
+
+    def records(self, kind: str, project: str | None) -> list[tuple[str, str]]:
+        """IDs (and their name, filename or state) of the assets, jobs or workflows of a project."""
         s = kernel_session.current_session()
         pid = project or (s.project_id if s is not None else None)
         if not pid:
             return []
-        return self.cache.get(f"assets:{pid}", lambda: _records(f"/projects/{pid}/assets", "filename"))
+        return self.cache.get(
+            f"{kind}s:{pid}", lambda: _records(api_path(f"/projects/{{pid}}/{kind}s", pid=pid), _DELETE_KINDS[kind])
+        )
 
 
 def install(shell: Any, magics: Any) -> MetafoldCompleter:

@@ -7,6 +7,7 @@ calls, bounded memory while downloading, few polls and a prompt return.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -25,12 +26,16 @@ def test_bench_session_one_exchange_per_thousand_calls(capsys):
     assert "get_json / raw (ratio)" in capsys.readouterr().out
 
 
-def test_bench_frames_runs(capsys):
+def test_bench_frames_runs_both_date_layouts(capsys):
     import bench_frames
 
     result = bench_frames.main(["--projects", "300", "--rounds", "3"])
-    assert result["raw_ratio"] > 0 and "sdk_speedup" in result
-    assert "mf.projects() on 310 projects" in capsys.readouterr().out
+    # the SDK contestant runs wherever the official SDK is installed (Python >= 3.11)
+    assert result["raw_ratio"] > 0 and result["iso8601_raw_ratio"] > 0
+    assert ("sdk_speedup" in result) == (importlib.util.find_spec("metafold") is not None)
+    out = capsys.readouterr().out
+    assert "mf.projects() on 310 projects" in out
+    assert "rfc1123: mf.projects() / raw (ratio)" in out and "iso8601: mf.projects() / raw (ratio)" in out
 
 
 def test_bench_transfer_memory_stays_flat(capsys):
@@ -58,3 +63,22 @@ def test_bench_geometry_cache_downloads_once_and_views_carry_both_types(capsys, 
     assert result["plotly_bytes"] > 0 and result["png_bytes"] > 0
     assert result["notebook_bytes"] >= result["plotly_bytes"] + result["png_bytes"]
     assert "bytes added to a saved notebook" in capsys.readouterr().out
+
+
+def test_bench_fanout_one_exchange_no_pool_warnings(capsys):
+    import bench_fanout
+
+    result = bench_fanout.main(["--projects", "14", "--latency", "0.02", "--rounds", "1"])
+    assert result["projects"] == 14 and result["same_rows"]
+    assert result["exchanges"] == 1 and result["pool_warnings"] == 0
+    assert "speed-up at the default concurrency 6" in capsys.readouterr().out
+
+
+def test_bench_server_keeps_connections_alive(capsys):
+    import bench_server
+
+    result = bench_server.main(["--calls", "40", "--rounds", "2"])
+    for scheme in ("http", "https"):
+        assert result[f"{scheme} keep-alive connections"] == 1  # 100 requests, one connection
+        assert result[f"{scheme} keep-alive x16 connections"] <= 16  # 16 threads, at most 16 in all
+    assert "kept-alive / new connection (ratio)" in capsys.readouterr().out

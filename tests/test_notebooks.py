@@ -170,6 +170,12 @@ def check_getting_started(nb: nbformat.NotebookNode) -> None:
     for key in ("project", "import", "export", "simulation"):
         assert key in texts(cell(nb, "%metafold quota"))
     assert "Metafold Pro (sandbox)" in texts(cell(nb, "%metafold license"))
+    scratch = texts(cell(nb, "scratch = %metafold create"))
+    assert "Scratch for getting started" in scratch and "private" in scratch
+    assert "Scratch copy" in texts(cell(nb, "copy = %metafold duplicate"))
+    assert "Scratch copy, renamed" in texts(cell(nb, "mf.update_project("))
+    assert "Deleted project " in texts(cell(nb, "%metafold delete project"), "stdout")
+    assert "scratch projects left: 0" in texts(cell(nb, "mf.delete_project("))
 
 
 def check_account_analysis(nb: nbformat.NotebookNode) -> None:
@@ -184,7 +190,17 @@ def check_assets_and_workflows(nb: nbformat.NotebookNode) -> None:
     assert states["failed"] == ["success", "failure", "canceled"]
     assert "checksums match: True" in texts(cell(nb, "mesh_id = "))
     assert "matches the API's checksum: True" in texts(cell(nb, "asset = "))
-    assert "triangles in the file: 8" in texts(cell(nb, "text = "))
+    peek = texts(cell(nb, "data = path.read_bytes()"))
+    counted = re.search(r"triangles in the file: (\d+)\ntriangles reported by the job: (\d+)", peek)
+    assert counted and counted[1] == counted[2] and int(counted[1]) > 4, peek  # a real remesh, not a constant
+    assert "= 84 + 50 x" in peek and ": True" in peek
+    # Metafold's sample-mesh.yml, cell body exactly the published file (our copy minus its comment header)
+    published = "".join(line for line in (NOTEBOOK_DIR / "workflows" / "sample-mesh.yml").read_text()
+                        .splitlines(keepends=True) if not line.startswith("#"))
+    example = cell(nb, "%%metafold run --asset preprocess-mesh.mesh=")
+    assert example.source.split("\n", 1)[1] + "\n" == published
+    assert "patch_resolution" in texts(cell(nb, "example_outputs = "))
+    assert texts(cell(nb, "example_outputs = ")).count("success") == 3
     warning = texts(next(c for c in code_cells(nb) if "sandbox/fail" in c.source), "stderr")
     assert "ended in failure" in warning and "Simulated failure" in warning
     assert "HTTP 400" in texts(cell(nb, "broken = "))

@@ -127,7 +127,6 @@ class DownloadApp:
         except FileNotFoundError:
             return s3_error(404, "NoSuchKey", "The specified key does not exist.")
         size = os.fstat(fh.fileno()).st_size
-        self.store.count_export()
         body = _paced(fh, self.rate_mib_s) if self.rate_mib_s > 0 else wrap_file(request.environ, fh, buffer_size=_BLOCK)
         response = Response(
             body,

@@ -80,7 +80,7 @@ jobs:
     type: sim/postprocess/stress
     needs: [simulate]
     assets:
-      results: simulate.results
+      data: simulate
 """
 
 SOLVER_ERROR = "Solver diverged at step 7: element 4182 inverted (check the load case and mesh quality)"
@@ -170,6 +170,7 @@ def load(
         _load_bulk_projects(store, bulk_projects)
         if bulk_asset is not None:
             path, size, checksum = bulk_asset
+            assert store.default_project_id is not None  # both branches above set it
             store.add_asset_file(
                 store.default_project_id, "bulk.bin", path, size, checksum, created=utc(2025, 10, 1, 12, 0, 0)
             )
@@ -224,8 +225,7 @@ def _load_demo(store: Store) -> None:
         output_params={"format": "obj", "faces": "20"}, output_assets={},
         meta={"worker": "legacy-v1"},
     )
-    store.usage["simulation"] += 1
-    store.usage["export"] += _HISTORIC_EXPORTS
+    store.usage["export"] += 1 + _HISTORIC_EXPORTS  # the legacy export job, and older ones long deleted
 
     # the other mesh formats, added last so that every earlier ID stays what it was
     upload(playground, "torus.ply", meshes.ply_binary(meshes.torus_mesh(), "torus R=12 mm r=4 mm"),

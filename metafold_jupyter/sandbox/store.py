@@ -1,9 +1,16 @@
-"""The sandbox's in-memory account: projects, assets, jobs, workflows, usage and quota.
+"""The sandbox's in-memory account: projects, assets, jobs, workflows, usage, quota and licence.
 
 One re-entrant lock guards everything; handlers call the public methods, which
 take it. Asset bytes live in files under ``blob_dir`` (never in memory).
 Workflows advance lazily: every read of a project's assets, jobs or workflows
-first brings its running workflows up to the current time.
+first brings its running workflows up to the current time, computing the
+outputs of the jobs that finished (``jobtypes``).
+
+Usage counts what the Node SDK documents: projects created, assets imported,
+export jobs and simulation jobs dispatched (``jobtypes.JobKind.counts``); a
+dispatch whose jobs the quota cannot cover, or any counted action once the
+licence has expired, is answered 403 and creates nothing. An optional limit on
+workflows in flight answers a dispatch past it with 429 and ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
+import math
 import os
 import re
 import threading
@@ -20,9 +28,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from . import jobtypes
 from . import workflows as wf
 from .constants import LICENSE_PRODUCT, PLAN_LIMITS, USAGE_KEYS
-from .replies import FieldError, MessageError, NotFoundError
+from .replies import FieldError, MessageError, NotFoundError, StatusError
 from .resources import Asset, Job, Project, Workflow, http_date, utc
 
 __all__ = ["Store", "ACCESS_VALUES", "TYPE_VALUES", "hash_file"]
@@ -63,6 +72,8 @@ class Store:
         blob_dir: directory for asset files (owned by the sandbox).
         workflow_duration: default seconds a dispatched workflow takes.
         clock: returns the current POSIX time.
+        max_running_workflows: refuse a dispatch (429) while the caller has this
+            many workflows pending or started; None: no limit.
     """
 
     def __init__(
@@ -71,12 +82,16 @@ class Store:
         *,
         workflow_duration: float = 3.0,
         clock: Callable[[], float] = time.time,
+        max_running_workflows: int | None = None,
     ) -> None:
         self.lock = threading.RLock()
         self.blob_dir = Path(blob_dir)
         self.blob_dir.mkdir(parents=True, exist_ok=True)
         self.workflow_duration = workflow_duration
         self.clock = clock
+        self.max_running_workflows = max_running_workflows
+        # computed job outputs by content; kept across resets (they are pure functions of it)
+        self.results = jobtypes.ResultCache()
         self.default_project_id: int | None = None
         self._clear()
 
@@ -89,6 +104,7 @@ class Store:
         self._running: set[int] = set()
         self.usage: dict[str, int] = dict.fromkeys(USAGE_KEYS, 0)
         self.limits: dict[str, int] = dict(PLAN_LIMITS)
+        self.license_expires = LICENSE_EXPIRES
         self._next = {"project": 1, "asset": 1, "job": 1, "workflow": 1}
 
     def clear(self) -> None:
@@ -122,24 +138,45 @@ class Store:
                     raise ValueError(f"unknown quota key {key!r}; expected one of {', '.join(USAGE_KEYS)}")
                 self.limits[key] = self.usage[key] + int(value)
 
+    @property
+    def max_running_workflows(self) -> int | None:
+        """Workflows a caller may have in flight before a dispatch is refused with 429 (None: no limit)."""
+        return self._max_running
+
+    @max_running_workflows.setter
+    def max_running_workflows(self, value: int | None) -> None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"max_running_workflows must be a positive whole number or None, not {value!r}")
+        self._max_running = value
+
     def license(self) -> dict[str, Any]:
-        """The licence record (fixed dates; ``expired`` from the clock)."""
-        return {
-            "issued": http_date(LICENSE_ISSUED),
-            "expires": http_date(LICENSE_EXPIRES),
-            "expired": self.clock() >= LICENSE_EXPIRES,
-            "product": LICENSE_PRODUCT,
-        }
+        """The licence record (fixed issue date; ``expired`` from the clock)."""
+        with self.lock:
+            return {
+                "issued": http_date(LICENSE_ISSUED),
+                "expires": http_date(self.license_expires),
+                "expired": self.clock() >= self.license_expires,
+                "product": LICENSE_PRODUCT,
+            }
+
+    def set_license(self, *, expires: float) -> None:
+        """Move the licence's expiry (POSIX time); a time in the past makes counted actions 403."""
+        with self.lock:
+            self.license_expires = float(expires)
+
+    def expire_license(self) -> None:
+        """Let the licence expire now (``reset()`` restores it)."""
+        self.set_license(expires=math.floor(self.clock()) - 1)
+
+    def _check_license(self) -> None:
+        if self.clock() >= self.license_expires:
+            raise MessageError(403, "License expired")
 
     def _consume(self, key: str, message: str) -> None:
+        self._check_license()
         if self.limits[key] - self.usage[key] <= 0:
             raise MessageError(403, message)
         self.usage[key] += 1
-
-    def count_export(self) -> None:
-        """Count one served download."""
-        with self.lock:
-            self.usage["export"] += 1
 
     # --------------------------------------------------------------- projects
     def add_project(
@@ -328,6 +365,7 @@ class Store:
             record = self.project(user, pid)
             if self._find_filename(record.id, filename) is not None:
                 raise FieldError("file", f"Asset with filename '{filename}' already exists")
+            self._check_license()
             if self.limits["import"] - self.usage["import"] <= 0:
                 raise MessageError(403, "Import quota exceeded")
 
@@ -479,10 +517,20 @@ class Store:
         Args:
             body: ``{definition, parameters?, assets?}``; ``parameters`` may hold
                 ``"sandbox.duration": "<seconds>"`` to override the duration.
-            now: dispatch time (seed data dispatches in the past).
+            now: dispatch time (seed data dispatches in the past, unlimited).
             fail_errors: job name -> error, to make a seed job fail.
-            count: count it as usage["simulation"] (and check the quota).
+            count: count its export and simulation jobs in usage (and check the quota
+                and the licence).
+
+        Raises:
+            StatusError: 429 with ``Retry-After`` past ``max_running_workflows``.
+            FieldError: 400 for a bad definition, parameters or assets.
+            MessageError: 403 for an expired licence or a quota it would exceed.
         """
+        with self.lock:
+            self.project(user, pid)
+            if now is None:
+                self._check_in_flight(user)
         if not isinstance(body, dict):
             raise FieldError("definition", "Field is required")
         specs = wf.parse_definition(body.get("definition"))
@@ -496,15 +544,22 @@ class Store:
         with self.lock:
             duration = wf.parse_duration(duration_text, self.workflow_duration)
             record = self.project(user, pid)
-            names = {s.name for s in specs}
-            inputs: dict[str, dict[str, tuple]] = {}
-            for spec in specs:
-                refs: dict[str, tuple] = {}
-                for input_name, value in {**spec.assets, **asset_map.get(spec.name, {})}.items():
-                    refs[input_name] = self._resolve_input(record.id, spec, input_name, value, names)
-                inputs[spec.name] = refs
+            if now is None:  # checked again under the same lock hold as the creation below
+                self._check_in_flight(user)
+
+            def find_file(filename: str) -> int | None:
+                asset = self._find_filename(record.id, filename)
+                return None if asset is None else asset.id
+
+            inputs = wf.resolve_inputs(specs, asset_map, find_file, record.id)
             if count:
-                self._consume("simulation", "Simulation quota exceeded")
+                needed = wf.usage_of(specs)
+                self._check_license()
+                for key in ("export", "simulation"):
+                    if self.limits[key] - self.usage[key] < needed.get(key, 0):
+                        raise MessageError(403, f"{key.capitalize()} quota exceeded")
+                for key, n in needed.items():
+                    self.usage[key] += n
             now = self.clock() if now is None else now
             workflow = Workflow(
                 id=self.new_id("workflow"),
@@ -542,22 +597,26 @@ class Store:
             self._advance(record.id, now)
             return workflow
 
-    def _resolve_input(self, project_id: int, spec: wf.JobSpec, input_name: str, value: str, names: set[str]) -> tuple:
-        asset = self._find_filename(project_id, value)
-        if asset is not None:
-            return ("asset", asset.id)
-        job_name, dot, output = value.partition(".")
-        if dot and output and job_name in names and job_name != spec.name:
-            if job_name not in spec.needs:
-                raise FieldError("assets", f"Job '{spec.name}' uses '{value}' but does not list '{job_name}' in needs")
-            return ("output", job_name, output)
-        key = _parse_id(value)
-        asset = self.assets.get(key) if key is not None else None
-        if asset is not None and asset.project_id == project_id:
-            return ("asset", asset.id)
-        raise FieldError(
-            "assets",
-            f"Asset '{value}' (input '{input_name}' of job '{spec.name}') does not exist in project {project_id}",
+    def _check_in_flight(self, user: str) -> None:
+        """429 with ``Retry-After`` if ``user`` already has the allowed number of workflows in flight."""
+        limit = self._max_running
+        if limit is None:
+            return
+        now = self.clock()
+        self._advance(None, now)
+        mine = [
+            self.workflows[w] for w in self._running
+            if (p := self.projects.get(self.workflows[w].project_id)) is not None and p.user == user
+        ]
+        if len(mine) < limit:
+            return
+        # the earliest a slot frees up: the first of these workflows to finish on schedule
+        ends = [max((j.plan_finish for j in self._jobs_of(w)), default=now) for w in mine]
+        wait = max(1, math.ceil(min(ends) - now))
+        raise StatusError(
+            429,
+            f"Too many workflows in flight ({len(mine)}, the limit is {limit}); retry after {wait} s",
+            headers={"Retry-After": str(wait)},
         )
 
     def _jobs_of(self, workflow: Workflow) -> list[Job]:
@@ -576,12 +635,31 @@ class Store:
             workflow = self.workflows[wid]
             if project_id is not None and workflow.project_id != project_id:
                 continue
-            wf.advance(workflow, self._jobs_of(workflow), now, self._make_outputs)
+            wf.advance(workflow, self._jobs_of(workflow), now, self._finish_job)
             if workflow.done:
                 self._running.discard(wid)
 
-    def _make_outputs(self, job: Job) -> None:
-        params, files = wf.outputs_for(job)
+    def _finish_job(self, job: Job) -> str | None:
+        """Compute a finished job's outputs and store them; returns the error that fails it instead."""
+        inputs: dict[str, jobtypes.JobInput] = {}
+        for name, ref in job.input_assets.items():
+            if ref[0] == "asset":
+                asset = self.assets.get(ref[1])
+            else:
+                upstream = self.jobs.get(ref[1])
+                aid = (upstream.output_assets or {}).get(ref[2]) if upstream is not None else None
+                asset = self.assets.get(aid) if aid is not None else None
+            if asset is None:
+                return f"Input '{name}' is no longer available (its asset or job was deleted)"
+            inputs[name] = jobtypes.JobInput(asset.filename, asset.checksum, asset.path)
+        label = job.name or f"job-{job.id}"
+        try:
+            params, files = jobtypes.run_job(job.type, job.input_params, inputs, label, self.results)
+        except jobtypes.JobFailure as exc:
+            return f"{job.type}: {exc}"
+        except Exception:  # noqa: BLE001 - a sandbox bug must fail one job, not turn every later read into a 500
+            _LOGGER.exception("sandbox job %s (%s) could not compute its outputs", job.id, job.type)
+            return f"{job.type}: the sandbox could not compute this job's outputs (internal error, see its log)"
         base = _UNSAFE_NAME.sub("-", job.name or "job").strip("-") or "job"
         made: dict[str, int] = {}
         for output, (ext, data) in files.items():
@@ -595,6 +673,7 @@ class Store:
             ).id
         job.output_params = params
         job.output_assets = made
+        return None
 
 
 def _check_name(value: Any) -> str:

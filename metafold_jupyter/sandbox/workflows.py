@@ -1,17 +1,24 @@
-"""Workflow definitions (YAML jobs), scheduling and the time-based state machine.
+"""Workflow definitions (YAML jobs), input resolution, scheduling and the time-based state machine.
 
 A definition is YAML with a top-level ``jobs:`` mapping of job name to
 ``{type, needs?, assets?, parameters?}``. ``needs`` names upstream jobs (a list
-or a single name); ``assets`` maps an input name to a project filename or to
-``<job>.<output>`` of an upstream job; ``parameters`` maps names to values
-(non-strings are JSON-encoded, as the API's params are strings).
+or a single name); ``parameters`` maps names to values (non-strings are
+JSON-encoded, as the API's params are strings). An ``assets`` value, in the
+definition or in the run request's ``{"job.input": value}``, is resolved as
+Metafold's own example workflows use it (:func:`resolve_inputs`): the bare name
+of an upstream job means that job's output, ``job.output`` one named output of
+it, and anything else a filename in the project. An input a job type reads but
+is not given is taken from the first job in its ``needs`` that makes an output
+of that name.
 
 Nothing runs in the background: a workflow's state is computed from the clock
 whenever it is read (:func:`advance`). After a short queue phase (10 % of the
 duration, at most 0.5 s) jobs run one after another in dependency order, each
-taking an equal share of the rest. A job whose type ends in ``/fail`` fails at
-its finish time; the workflow then ends in ``failure`` and every job that has
-not finished (its downstream jobs included) becomes ``canceled`` at that moment.
+taking an equal share of the rest; a job's outputs are computed when it
+finishes. A job whose type ends in ``/fail``, or whose outputs cannot be
+computed, fails at its finish time; the workflow then ends in ``failure`` and
+every job that has not finished (its downstream jobs included) becomes
+``canceled`` at that moment.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from . import meshes
+from . import jobtypes
 from .replies import FieldError
 from .resources import Job, Workflow
 
@@ -36,7 +43,8 @@ __all__ = [
     "schedule",
     "advance",
     "cancel",
-    "outputs_for",
+    "resolve_inputs",
+    "usage_of",
     "DURATION_PARAMETER",
     "FAILURE_MESSAGE",
 ]
@@ -183,6 +191,93 @@ def parse_duration(value: str | None, default: float) -> float:
     return seconds
 
 
+def resolve_inputs(
+    specs: list[JobSpec],
+    requested: dict[str, dict[str, str]],
+    find_file: Callable[[str], int | None],
+    project_id: int,
+) -> dict[str, dict[str, tuple]]:
+    """Resolve every job's input assets.
+
+    Args:
+        specs: the definition's jobs.
+        requested: the run request's assets per job (they override the definition's).
+        find_file: filename -> asset ID in the project (None if there is none).
+        project_id: for error messages.
+
+    Returns:
+        job name -> {input name: ``("asset", asset_id)`` or ``("job", job_name, output)``}.
+
+    Raises:
+        FieldError: (field ``assets``) a value that names nothing, an output the job
+            type does not make, or a job missing from the consumer's ``needs``.
+    """
+    by_name = {s.name: s for s in specs}
+    resolved: dict[str, dict[str, tuple]] = {}
+    for spec in specs:
+        refs: dict[str, tuple] = {}
+        for input_name, value in {**spec.assets, **requested.get(spec.name, {})}.items():
+            refs[input_name] = _resolve_one(spec, input_name, value, by_name, find_file, project_id)
+        for input_name in jobtypes.kind_of(spec.type).inputs:
+            if input_name in refs:
+                continue
+            for upstream in spec.needs:
+                if input_name in jobtypes.kind_of(by_name[upstream].type).outputs:
+                    refs[input_name] = ("job", upstream, input_name)
+                    break
+        resolved[spec.name] = refs
+    return resolved
+
+
+def _resolve_one(
+    spec: JobSpec,
+    input_name: str,
+    value: str,
+    by_name: dict[str, JobSpec],
+    find_file: Callable[[str], int | None],
+    project_id: int,
+) -> tuple:
+    job_name, dot, named = value.partition(".")
+    target: JobSpec | None = None
+    output: str | None = None  # None: the bare job name, its first output
+    if value in by_name and value != spec.name:
+        target = by_name[value]
+    elif dot and named and job_name in by_name and job_name != spec.name:
+        target, output = by_name[job_name], named
+    if target is not None:
+        outputs = jobtypes.kind_of(target.type).outputs
+        if output is None and not outputs:
+            raise FieldError("assets", f"Job '{spec.name}' uses '{value}' as its input '{input_name}', "
+                                       f"but a {target.type} job makes no output asset")
+        if output is not None and output not in outputs:
+            asset_id = find_file(value)
+            if asset_id is not None:  # a file that happens to look like "job.output"
+                return ("asset", asset_id)
+            made = ", ".join(outputs) or "none"
+            raise FieldError("assets", f"Job '{spec.name}' uses '{value}', but a {target.type} job has no output "
+                                       f"'{output}' (its outputs: {made})")
+        if target.name not in spec.needs:
+            raise FieldError("assets", f"Job '{spec.name}' uses '{value}' but does not list '{target.name}' in needs")
+        return ("job", target.name, output or outputs[0])
+    asset_id = find_file(value)
+    if asset_id is not None:
+        return ("asset", asset_id)
+    raise FieldError(
+        "assets",
+        f"Asset '{value}' (input '{input_name}' of job '{spec.name}') does not exist in project {project_id}",
+    )
+
+
+def usage_of(specs: list[JobSpec]) -> dict[str, int]:
+    """How many export and simulation jobs a definition has (what its dispatch counts)."""
+    counts: dict[str, int] = {}
+    for spec in specs:
+        key = jobtypes.kind_of(spec.type).counts
+        if key is not None:
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
 def schedule(jobs: list[Job], start: float, duration: float) -> None:
     """Plan start/finish times for ``jobs`` (already in execution order)."""
     queue = min(0.1 * duration, _MAX_QUEUE)
@@ -192,11 +287,12 @@ def schedule(jobs: list[Job], start: float, duration: float) -> None:
         job.plan_finish = job.plan_start + slot
 
 
-def advance(workflow: Workflow, jobs: list[Job], now: float, on_success: Callable[[Job], None]) -> None:
+def advance(workflow: Workflow, jobs: list[Job], now: float, finish: Callable[[Job], str | None]) -> None:
     """Bring ``workflow`` and its ``jobs`` (execution order) up to time ``now``.
 
     Args:
-        on_success: called once per job as it succeeds, to create its outputs.
+        finish: called once per job when it reaches its finish time; creates its
+            outputs and returns None, or returns the error that fails the job.
     """
     if workflow.done:
         return
@@ -212,13 +308,13 @@ def advance(workflow: Workflow, jobs: list[Job], now: float, on_success: Callabl
         if now < job.plan_finish:
             break
         job.finished = job.plan_finish
-        if job.fail_error is not None:
-            job.state, job.error = "failure", job.fail_error
+        error = job.fail_error if job.fail_error is not None else finish(job)
+        if error is not None:
+            job.state, job.error = "failure", error
             _cancel_rest(jobs, job.plan_finish)
             workflow.state, workflow.finished = "failure", job.plan_finish
             break
         job.state = "success"
-        on_success(job)
     started = [j.started for j in jobs if j.started is not None]
     workflow.started = min(started) if started else None
     if workflow.done:
@@ -244,53 +340,3 @@ def _cancel_rest(jobs: list[Job], when: float) -> None:
 def fails(job_type: str) -> bool:
     """Whether a job of this type fails on purpose."""
     return job_type.endswith("/fail")
-
-
-def outputs_for(job: Job) -> tuple[dict[str, str], dict[str, tuple[str, bytes]]]:
-    """Return a successful job's output params and files.
-
-    Returns:
-        ``(params, files)`` with files as output name -> (extension, bytes).
-    """
-    t = job.type
-    label = job.name or f"job-{job.id}"
-    if t == "mesh/from-volume":
-        tris = meshes.octahedron_triangles()
-        return (
-            {"triangles": str(len(tris)), "watertight": "true"},
-            {"mesh": ("stl", meshes.stl_ascii(label, tris))},
-        )
-    if t == "mesh/preprocess":
-        tris = meshes.cube_triangles()
-        return (
-            {"triangles": str(len(tris)), "units": "mm"},
-            {"mesh": ("stl", meshes.stl_binary(f"{label} (preprocessed)", tris))},
-        )
-    if t == "mesh/compute-bvh":
-        return ({"nodes": "23", "depth": "5"}, {"bvh": ("bin", b"MFBVH\x00\x00\x00" + bytes(range(256)) * 4)})
-    if t.startswith("implicit/metrics"):
-        r = 5.0
-        return (
-            {
-                "volume": f"{4.0 / 3.0 * math.pi * r ** 3:.6f}",
-                "surface_area": f"{4.0 * math.pi * r ** 2:.6f}",
-                "bounding_box": "[-5.0, -5.0, -5.0, 5.0, 5.0, 5.0]",
-            },
-            {},
-        )
-    if t.startswith("implicit/") or t.startswith("sample"):
-        return (
-            {"resolution": "[16, 16, 16]", "patch_size": "0.0667"},
-            {"volume": ("bin", meshes.sphere_volume())},
-        )
-    if t.startswith("sim/postprocess"):
-        return (
-            {"max_von_mises_MPa": "731.000", "safety_factor": "1.37"},
-            {"report": ("csv", meshes.results_csv(label, rows=3))},
-        )
-    if t.startswith("sim/"):
-        return (
-            {"max_von_mises_MPa": "731.000", "max_displacement_mm": "0.42000"},
-            {"results": ("csv", meshes.results_csv(label))},
-        )
-    return ({"status": "ok"}, {"log": ("txt", f"{label} ({t}) finished in the Metafold sandbox\n".encode())})
