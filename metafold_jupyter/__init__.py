@@ -1,7 +1,7 @@
 """metafold-jupyter: the Metafold 3D REST API in Jupyter and IPython.
 
 ``import metafold_jupyter as mf`` is cheap: it does no network and imports none of
-requests, pandas, ipywidgets, IPython or werkzeug. The public names below are
+requests, pandas, ipywidgets, IPython, werkzeug, numpy, trimesh or plotly. The public names below are
 loaded on first use (PEP 562).
 
 The kernel-level session lives in ``kernel_session`` (not ``session``) because
@@ -59,6 +59,9 @@ _LAZY = {
     "delete_asset": "lifecycle",
     "delete_job": "lifecycle",
     "delete_workflow": "lifecycle",
+    "load_mesh": "geometry",
+    "show": "geometry",
+    "mesh_metrics": "geometry",
 }
 
 __all__ = [
@@ -94,6 +97,7 @@ if TYPE_CHECKING:  # pragma: no cover
         update_project,
         workflow,
     )
+    from .geometry import load_mesh, mesh_metrics, show
     from .operations import download_asset, run_workflow, sdk_client, upload_asset
     from .kernel_session import Session, login, logout, session
 

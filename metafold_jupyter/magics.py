@@ -19,7 +19,7 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Float
 
-from . import frames, kernel_session, lifecycle, operations
+from . import frames, geometry, kernel_session, lifecycle, operations
 from .errors import ConfigError, MetafoldError, MissingCredentialsError
 from .history import looks_secret, scrub_current_cell
 
@@ -37,6 +37,8 @@ SUBCOMMANDS: dict[str, str] = {
     "get": "get PATH: raw JSON GET (DataFrame for a list of records, else a dict)",
     "download": "download ASSET_ID [DEST] [--overwrite]: stream an asset to disk, checked",
     "upload": "upload PATH: upload a file as an asset (one-row DataFrame)",
+    "show": "show ASSET_ID: the mesh in 3D (rotate, zoom; a PNG where that cannot run; --max-faces N)",
+    "metrics": "metrics [ASSET_ID...]: faces, watertight, volume, area, bounds of mesh assets (DataFrame)",
     "create": "create NAME [--access A]: create a project (one-row DataFrame)",
     "duplicate": "duplicate ID NAME [--access A]: copy a project into a new one",
     "rename": "rename ID NAME [--access A]: rename a project (and change its access)",
@@ -168,6 +170,8 @@ class MetafoldMagics(Magics):
     @argument("--param", metavar="KEY=VALUE", action="append", default=[], help="run: a job parameter")
     @argument("--asset", metavar="KEY=ASSET_ID", action="append", default=[], help="run: a job input asset")
     @argument("--timeout", metavar="S", type=float, default=600.0, help="run: seconds to wait (default 600)")
+    @argument("--max-faces", metavar="N", type=int, default=geometry.DEFAULT_MAX_FACES,
+              help="show: reduce larger meshes to N faces (default 200000)")
     @argument("--access", metavar="A", help="create/duplicate/rename: private, public or org")
     @argument("--yes", action="store_true", help="delete: really delete (without it, delete only says what it would)")
     @argument("subcommand", nargs="?", default="help", help="one of: " + ", ".join(SUBCOMMANDS))
@@ -194,6 +198,8 @@ class MetafoldMagics(Magics):
             )
         if (args.param or args.asset) and name != "run":
             raise UsageError("--param and --asset apply to %%metafold run only")
+        if args.max_faces != geometry.DEFAULT_MAX_FACES and name != "show":
+            raise UsageError("--max-faces applies to show only")
         if args.access is not None and name not in ("create", "duplicate", "rename"):
             raise UsageError("--access applies to create, duplicate and rename only")
         if args.yes and name != "delete":
@@ -284,6 +290,14 @@ class MetafoldMagics(Magics):
     def _cmd_upload(self, args: Any) -> Any:
         (path,) = self._positional(args, "upload PATH", 1, 1)
         return operations.upload_asset(path, args.project, progress=self.progress)
+
+    def _cmd_show(self, args: Any) -> Any:
+        (asset_id,) = self._positional(args, "show ASSET_ID [--max-faces N]", 1, 1)
+        return geometry.show(asset_id, args.project, max_faces=args.max_faces)
+
+    def _cmd_metrics(self, args: Any) -> Any:
+        ids = self._positional(args, "metrics [ASSET_ID...]", 0, 10_000)
+        return geometry.mesh_metrics(ids or None, args.project, progress=self.progress)
 
     # lifecycle: writes; the completer's cached IDs are dropped after each one
 

@@ -53,6 +53,18 @@ def test_bench_workflow_polls_little_and_returns_promptly(capsys):
     assert result["polls"] <= 6 and result["lag_s"] <= 5 + 1
 
 
+def test_bench_geometry_cache_downloads_once_and_views_carry_both_types(capsys, monkeypatch, tmp_path):
+    import bench_geometry
+
+    monkeypatch.chdir(tmp_path)
+    result = bench_geometry.main(["--faces", "20000", "--mib", "2", "--rounds", "2"])
+    assert result["first_call_downloads"] == 1 and result["second_call_bytes"] == 0
+    assert result["first_call_bytes"] == result["mesh_bytes"]
+    assert result["plotly_bytes"] > 0 and result["png_bytes"] > 0
+    assert result["notebook_bytes"] >= result["plotly_bytes"] + result["png_bytes"]
+    assert "bytes added to a saved notebook" in capsys.readouterr().out
+
+
 def test_bench_fanout_one_exchange_no_pool_warnings(capsys):
     import bench_fanout
 
