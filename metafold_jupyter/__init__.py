@@ -1,7 +1,7 @@
 """metafold-jupyter: the Metafold 3D REST API in Jupyter and IPython.
 
 ``import metafold_jupyter as mf`` is cheap: it does no network and imports none of
-requests, pandas, ipywidgets, IPython or werkzeug. The public names below are
+requests, pandas, ipywidgets, IPython, werkzeug, numpy, trimesh or plotly. The public names below are
 loaded on first use (PEP 562).
 
 The kernel-level session lives in ``kernel_session`` (not ``session``) because
@@ -18,7 +18,11 @@ from .errors import (
     APIError,
     AuthenticationError,
     ConfigError,
+    DestinationExistsError,
+    IntegrityError,
+    InvalidIdError,
     MetafoldError,
+    MissingCredentialsError,
     NotLoggedInError,
     PartialResultError,
     PollTimeout,
@@ -57,6 +61,9 @@ _LAZY = {
     "delete_workflow": "lifecycle",
     "grid": "studies",
     "run_workflows": "studies",
+    "load_mesh": "geometry",
+    "show": "geometry",
+    "mesh_metrics": "geometry",
 }
 
 __all__ = [
@@ -71,6 +78,10 @@ __all__ = [
     "TransportError",
     "PollTimeout",
     "PartialResultError",
+    "MissingCredentialsError",
+    "IntegrityError",
+    "InvalidIdError",
+    "DestinationExistsError",
     *_LAZY,
 ]
 
@@ -88,6 +99,7 @@ if TYPE_CHECKING:  # pragma: no cover
         update_project,
         workflow,
     )
+    from .geometry import load_mesh, mesh_metrics, show
     from .operations import download_asset, run_workflow, sdk_client, upload_asset
     from .studies import grid, run_workflows
     from .kernel_session import Session, login, logout, session

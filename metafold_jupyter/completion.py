@@ -34,12 +34,15 @@ _OPTIONS = {
     "delete": ["--yes", "--project", "-o", "--out"],
     **{sub: ["-o", "--out", "--project", "--all-projects", "--sort", "--q"]
        for sub in ("assets", "jobs", "workflows")},
+    "show": ["--max-faces", "-o", "--out", "--project"],
+    "metrics": ["-o", "--out", "--project"],
 }
 #: options followed by a value (the value is not a positional word)
 _TAKES_VALUE = ("-o", "--out", "--project", "--sort", "--q", "--param", "--asset", "--timeout", "--access",
-                "--concurrency")
+                "--concurrency", "--max-faces")
 #: delete KIND ID: what the ID names, and the field shown next to it
 _DELETE_KINDS = {"project": "name", "asset": "filename", "job": "name", "workflow": "state"}
+_MESH_SUFFIXES = (".stl", ".obj", ".ply", ".glb")
 
 
 class IdCache:
@@ -86,7 +89,9 @@ def _records(path: str, label: str) -> list[tuple[str, str]]:
     if s is None:
         return []
     records = s.request("GET", path, timeout=FETCH_TIMEOUT).json()
-    return [(str(r["id"]), str(r.get(label, ""))) for r in records]
+    if not isinstance(records, list):  # null, an object...: nothing to complete
+        return []
+    return [(str(r["id"]), str(r.get(label, ""))) for r in records if isinstance(r, dict) and r.get("id") is not None]
 
 
 class MetafoldCompleter:
@@ -151,6 +156,8 @@ class MetafoldCompleter:
             kind = positionals[1]
             found = self.projects() if kind == "project" else self.records(kind, project)
             return [(rid, kind) for rid, _ in found]
+        if (sub == "show" and len(positionals) == 1) or sub == "metrics":
+            return [(aid, "mesh asset") for aid, name in self.assets(project) if name.lower().endswith(_MESH_SUFFIXES)]
         return []
 
     def projects(self) -> list[tuple[str, str]]:

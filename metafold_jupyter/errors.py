@@ -1,14 +1,21 @@
 """The exception tree of metafold_jupyter (names fixed by the public interface).
 
 Every message is built from non-secret parts only: the client secret and access
-tokens are never passed to these constructors, and URLs are stripped of query
-values that look like credentials (signed download links carry one).
+tokens are never passed to these constructors, server-supplied text is scrubbed by
+the session before it gets here, and every message and hint is scrubbed again of
+anything shaped like a credential (:func:`metafold_jupyter.redaction.scrub`). URLs
+are stripped of query values that look like credentials (signed download links
+carry one).
+
+``str()`` of every error is one line: what failed, then `` — `` and what to do
+(its ``hint``), so Python users read the remedy as magic users do.
 """
 
 from __future__ import annotations
 
-import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
+
+from .redaction import redact_url, scrub
 
 __all__ = [
     "MetafoldError",
@@ -23,46 +30,38 @@ __all__ = [
     "InvalidIdError",
     "InvalidValueError",
     "PartialResultError",
+    "DestinationExistsError",
     "redact_url",
 ]
 
-_SENSITIVE_QUERY = re.compile(
-    r"(sig|signature|token|secret|key|credential|password|auth|x-amz-.*|expires)$",
-    re.IGNORECASE,
-)
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` with credential-like query values replaced by ``REDACTED``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid url>"
-    if not parts.query:
-        return url
-    query = [
-        (k, "REDACTED" if _SENSITIVE_QUERY.search(k) else v)
-        for k, v in parse_qsl(parts.query, keep_blank_values=True)
-    ]
-    return urlunsplit(parts._replace(query=urlencode(query, safe="*:")))
+HINT_SEPARATOR = " — "
 
 
 class MetafoldError(Exception):
     """Base class of every error raised by metafold_jupyter.
 
-    ``hint`` says what the user can do about it; magics show it after the message.
+    ``hint`` says what the user can do about it; ``str()`` ends with it, and
+    :attr:`message` is the part before it.
     """
 
     hint: str = ""
 
     def __init__(self, message: str = "", *, hint: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(scrub(message))
         if hint is not None:
-            self.hint = hint
+            self.hint = scrub(hint)
 
     @property
     def message(self) -> str:
+        """What failed, without the hint."""
         return str(self.args[0]) if self.args else ""
+
+    def __str__(self) -> str:
+        text = str(self.args[0]) if self.args else ""
+        hint = self.hint
+        if not hint or text.endswith(hint):
+            return text
+        return f"{text}{HINT_SEPARATOR}{hint}" if text else hint
 
 
 class NotLoggedInError(MetafoldError):
@@ -70,8 +69,8 @@ class NotLoggedInError(MetafoldError):
 
     hint = "run %metafold_login (or mf.login()) first"
 
-    def __init__(self, message: str = "not logged in to Metafold", **kw) -> None:
-        super().__init__(message, **kw)
+    def __init__(self, message: str = "not logged in to Metafold", *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
 
 
 class ConfigError(MetafoldError):
@@ -86,6 +85,12 @@ class InvalidIdError(MetafoldError, ValueError):
 
 class InvalidValueError(MetafoldError, ValueError):
     """An argument the API would refuse (an ``access`` outside private/public/org...), caught before sending."""
+
+
+class DestinationExistsError(MetafoldError, FileExistsError):
+    """A download would replace an existing file (pass ``overwrite=True`` / ``--overwrite``)."""
+
+    hint = "pass overwrite=True (%metafold download ... --overwrite) to replace it, or choose another destination"
 
 
 class MissingCredentialsError(ConfigError):
@@ -112,8 +117,8 @@ class AuthenticationError(MetafoldError):
     ) -> None:
         super().__init__(message, hint=hint)
         self.status = status
-        self.error = error
-        self.error_description = error_description
+        self.error = None if error is None else scrub(error)
+        self.error_description = None if error_description is None else scrub(error_description)
 
     def __repr__(self) -> str:
         return (
@@ -143,8 +148,8 @@ class APIError(MetafoldError):
     ) -> None:
         self.status = status
         self.method = method.upper()
-        self.url = redact_url(url)
-        self.api_message = message
+        self.url = scrub(redact_url(url))
+        self.api_message = scrub(message)
         super().__init__(self._format(), hint=hint if hint is not None else _hint_for(status))
 
     @property
@@ -238,7 +243,8 @@ def _hint_for(status: int | None) -> str:
     return {
         400: "check the arguments",
         401: "log in again with %metafold_login",
-        403: "the licence or quota does not allow this; see %metafold quota",
+        403: "the licence's usage limit is reached (or its quota is used up); "
+        "see %metafold quota and %metafold license (mf.quota(), mf.license())",
         404: "check the ID (and the project with --project)",
         409: "choose another name",
         429: "too many requests; wait a moment and try again",

@@ -202,7 +202,7 @@ def account_frame(
         APIError: every project failed with the same client error (a bad ``sort``
             or ``q``), or the project list itself failed.
     """
-    from .frames import query_params, to_frame
+    from .frames import fetch_records, query_params, to_frame
 
     if kind not in LIST_PATHS:
         raise ValueError(f"kind must be one of {', '.join(LIST_PATHS)}, not {kind!r}")
@@ -217,15 +217,13 @@ def account_frame(
     workers = _workers(s)
     throttle = throttle or Throttle(workers)
     with throttle.slot():
-        projects = s.get_json("/projects")
-    if not isinstance(projects, list):
-        raise APIError(200, "GET", "/projects", "the project list is not a list")
-    ids = list(dict.fromkeys(str(p["id"]) for p in projects if isinstance(p, Mapping) and p.get("id") is not None))
+        projects = fetch_records(s, "/projects")  # a malformed answer is one APIError line
+    ids = list(dict.fromkeys(str(p["id"]) for p in projects if p.get("id") is not None))
     params = query_params(sort, q)
     template = LIST_PATHS[kind]
 
     def fetch(pid: str) -> Callable[[], list[Any]]:
-        return lambda: _owned(s.get_json(api_path(template, pid=pid), params), pid, template)
+        return lambda: _owned(fetch_records(s, api_path(template, pid=pid), params), pid)
 
     outcome = gather(
         {pid: fetch(pid) for pid in ids},
@@ -267,13 +265,11 @@ def _workers(s: Session) -> int:
     return workers
 
 
-def _owned(body: Any, pid: str, template: str) -> list[Any]:
+def _owned(records: list[Mapping[str, Any]], pid: str) -> list[Mapping[str, Any]]:
     """The project's list, each record marked with its project (the API already does so)."""
-    if not isinstance(body, list):
-        raise APIError(200, "GET", api_path(template, pid=pid), "the answer is not a list of records")
-    if all(isinstance(r, Mapping) and r.get("project_id") is not None for r in body):
-        return body
-    return [{**r, "project_id": r.get("project_id") or pid} if isinstance(r, Mapping) else r for r in body]
+    if all(r.get("project_id") is not None for r in records):
+        return records
+    return [{**r, "project_id": r.get("project_id") or pid} for r in records]
 
 
 def _raise_if_all_refused(outcome: Outcome, total: int) -> None:

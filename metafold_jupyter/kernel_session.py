@@ -17,9 +17,14 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from dataclasses import replace
+from urllib.parse import urljoin
+
 from .auth import ClientCredentials, Credentials, StaticToken
-from .config import Secret, Settings, ask_credentials, resolve_settings
+from .config import DEFAULT_TIMEOUT, Secret, Settings, ask_credentials, origin_of, resolve_settings
 from .errors import APIError, ConfigError, NotLoggedInError
+from .paths import api_path, segment
+from .redaction import Scrubber
 from .sandbox.constants import SANDBOX_CLIENT_ID
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -126,8 +131,8 @@ class Session:
     def use_project(self, project_id: str | None) -> None:
         """Set (after checking it exists) or clear the default project."""
         if project_id is not None:
-            project_id = str(project_id)
-            self.get_json(f"/projects/{project_id}")  # a typo fails here, with the API's 404
+            project_id = str(project_id).strip()
+            self.get_json(api_path("/projects/{pid}", pid=project_id))  # a typo fails here, with the API's 404
         self._project_id = project_id
 
     def require_project(self, project: str | None = None) -> str:
@@ -164,6 +169,49 @@ class Session:
         except ValueError:
             raise APIError(resp.status_code, "GET", resp.url, "the answer is not JSON") from None
 
+    def get_records(
+        self, path: str, params: dict[str, Any] | None = None, what: str = "records"
+    ) -> list[dict[str, Any]]:
+        """GET a list endpoint: its JSON array of objects.
+
+        Raises:
+            APIError: the answer is not a JSON array of objects (``null``, ``[1, 2]``, ``[[1]]``...).
+        """
+        resp = self.request("GET", path, params=params)
+        try:
+            body = resp.json()
+        except ValueError:
+            raise APIError(resp.status_code, "GET", resp.url, "the answer is not JSON") from None
+        if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
+            shape = type(body).__name__ if not isinstance(body, list) else "list holding something else than objects"
+            raise APIError(resp.status_code, "GET", resp.url, f"expected a JSON array of {what}, got a {shape}",
+                           hint="the server does not answer like the Metafold API; check METAFOLD_BASE_URL")
+        return body
+
+    def api_url(self, path: str) -> str:
+        """The absolute URL of an API path (``/projects``, ``user/license``).
+
+        Raises:
+            ConfigError: ``path`` is a URL or names another host (``//host/x``), or holds
+                whitespace or control characters.
+        """
+        text = str(path).strip()
+        if not text or "://" in text or text.startswith(("//", "\\")) or any(
+            c.isspace() or ord(c) < 32 or ord(c) == 127 or c == "\\" for c in text
+        ):
+            raise ConfigError(
+                f"{text[:60]!r} is not a path on the Metafold API",
+                hint="give a path such as /projects or user/license (never a URL or //host)",
+            )
+        url = urljoin(self._settings.base_url, "/" + text.lstrip("/"))
+        if origin_of(url) != self._settings.api_origin:  # belt and braces
+            raise ConfigError(f"{text[:60]!r} leaves the API origin", hint="give a path such as /projects")
+        return url
+
+    def scrub(self, text: Any) -> str:
+        """``text`` without this session's secret and tokens, nor anything shaped like a credential."""
+        return self._transport.scrub(text)
+
     def access_token(self) -> str:
         """A valid (refreshed if due) token for your own calls. Keep it secret."""
         self._check_open()
@@ -174,8 +222,13 @@ class Session:
         """The underlying keep-alive requests.Session (no token attached by itself)."""
         return self._transport.http
 
-    def close(self) -> None:
+    def close(self, *, forget: bool = False) -> None:
+        """Close the connections; with ``forget``, also drop the token and its cached copy (logout)."""
         self._closed = True
+        if forget:
+            forget_token = getattr(self._credentials, "forget", None)
+            if forget_token is not None:
+                forget_token()
         self._transport.close()
 
     def _check_open(self) -> None:
@@ -231,7 +284,7 @@ class SessionStatus(dict):
 
 def login(
     client_id: str | None = None,
-    client_secret: str | None = None,
+    client_secret: str | Secret | None = None,
     *,
     env_file: str | os.PathLike | None = None,
     project: str | None = None,
@@ -262,6 +315,7 @@ def login(
         ConfigError: other missing or insecure settings.
         AuthenticationError: the auth service rejected the credentials.
     """
+    client_secret = Secret.of(client_secret)  # never a plain string in a frame (tracebacks show locals)
     concurrency = check_concurrency(concurrency)  # before any exchange
     if sandbox:
         return start_session(_sandbox_settings(project, timeout), remember=remember, concurrency=concurrency)
@@ -283,25 +337,61 @@ def login(
         elif prompt is False or (prompt is None and not _can_prompt()):
             raise resolution.missing_credentials_error()
         else:
-            settings.checked()  # refuse an insecure URL before the user types a secret
+            # refuse an insecure URL, or routing taken from a stray .env, before the user types a secret
+            replace(settings, secret_source="prompt").checked()
             cid, secret = ask_credentials()
             settings = settings.with_credentials(cid, secret, "prompt")
     return start_session(settings, remember=remember, concurrency=concurrency)
 
 
-def login_with_prompted(client_id: str, client_secret: str, **options: Any) -> Session:
+def login_with_prompted(client_id: str, client_secret: str | Secret | None, **options: Any) -> Session:
     """Log in with a pair typed into a prompt (the login form); other settings resolve as usual.
 
     Args:
         options: ``env_file``, ``project``, ``auth_domain``, ``base_url``, ``audience``,
             ``remember``, ``timeout``, ``concurrency`` as for :func:`login`.
     """
+    client_secret = Secret.of(client_secret)  # never a plain string in a frame
     remember = options.pop("remember", False)
     concurrency = check_concurrency(options.pop("concurrency", DEFAULT_CONCURRENCY))
-    settings = resolve_settings(**options).settings
+    settings = prompt_settings(**options)
     return start_session(
         settings.with_credentials(client_id, client_secret, "prompt"), remember=remember, concurrency=concurrency
     )
+
+
+def prompt_settings(**options: Any) -> Settings:
+    """The settings a prompted secret would be sent with, checked before anyone types it.
+
+    Args:
+        options: ``env_file``, ``project``, ``auth_domain``, ``base_url``, ``audience``, ``timeout``.
+
+    Raises:
+        ConfigError: an insecure URL, or a routing setting from a ``.env`` found by searching.
+    """
+    options = {k: v for k, v in options.items() if k not in ("remember", "concurrency")}
+    settings = resolve_settings(**options).settings
+    replace(settings, secret_source="prompt").checked()
+    return settings
+
+
+def headless() -> bool:
+    """True in a kernel whose current request cannot be answered by a person (nbclient,
+    papermill, ``jupyter nbconvert --execute``, voila): it was sent with ``allow_stdin=False``,
+    which every interactive frontend (JupyterLab, Notebook, VS Code) sets to True."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    kernel = getattr(shell, "kernel", None)
+    if kernel is None:
+        return False
+    try:
+        parent = kernel.get_parent("shell") or {}
+        allow = parent.get("content", {}).get("allow_stdin")
+    except (AttributeError, TypeError, LookupError):
+        allow = None
+    if allow is None:
+        allow = getattr(kernel, "_allow_stdin", True)
+    return not allow
 
 
 def start_session(settings: Settings, *, remember: bool = False, concurrency: int = DEFAULT_CONCURRENCY) -> Session:
@@ -310,13 +400,22 @@ def start_session(settings: Settings, *, remember: bool = False, concurrency: in
     from .transport import Transport, build_http, exchange_token
 
     settings.checked()
-    http = build_http(settings)
+    if settings.project_id is not None:
+        segment(settings.project_id, "project ID")  # "3#" would address something else: refuse it now
+    scrubber = Scrubber(settings.client_secret, settings.access_token)
     credentials: Credentials
     if settings.has_pair:
-        cache = TokenCache(settings.auth_origin, settings.audience, settings.client_id or "") if remember else None
-        credentials = ClientCredentials(partial(exchange_token, http, settings), cache=cache)
+        cache = (
+            TokenCache(settings.auth_origin, settings.audience, settings.client_id or "", settings.client_secret)
+            if remember and settings.client_secret is not None
+            else None
+        )
+        http = build_http(settings)
+        credentials = ClientCredentials(partial(exchange_token, http, settings, scrubber), cache=cache,
+                                        scrubber=scrubber)
     elif settings.access_token is not None:
         credentials = StaticToken(settings.access_token)
+        http = build_http(settings)
     else:
         raise ConfigError("no credentials to log in with", hint="see %metafold_login?")
     try:
@@ -327,7 +426,7 @@ def start_session(settings: Settings, *, remember: bool = False, concurrency: in
     # the sandbox's client ID is public and fixed: a session logged in to any sandbox
     # (embedded, or one started with python -m metafold_jupyter.sandbox) says so
     sandbox = settings.sandbox or settings.client_id == SANDBOX_CLIENT_ID
-    new = Session(settings, credentials, Transport(settings, credentials, http), sandbox=sandbox)
+    new = Session(settings, credentials, Transport(settings, credentials, http, scrubber), sandbox=sandbox)
     new.concurrency = concurrency
     global _current
     with _lock:
@@ -344,7 +443,7 @@ def logout() -> None:
     with _lock:
         old, _current = _current, None
     if old is not None:
-        old.close()
+        old.close(forget=True)  # a remembered token is deleted too
 
 
 def session() -> Session:
@@ -388,7 +487,6 @@ def embedded_sandbox() -> Any:
 
 def _sandbox_settings(project: str | None, timeout: tuple[float, float] | None) -> Settings:
     sb = embedded_sandbox()
-    kw = {"timeout": timeout} if timeout else {}
     return Settings(
         client_id=sb.client_id,
         client_secret=Secret(sb.client_secret),
@@ -398,7 +496,8 @@ def _sandbox_settings(project: str | None, timeout: tuple[float, float] | None) 
         audience=sb.audience,
         source="sandbox",
         sandbox=True,
-        **kw,
+        timeout=timeout or DEFAULT_TIMEOUT,
+        secret_source="sandbox",
     )
 
 
@@ -419,8 +518,8 @@ def check_concurrency(value: Any) -> int:
 def _can_prompt() -> bool:
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None
-    if getattr(shell, "kernel", None) is not None:  # a Jupyter kernel asks through the frontend
-        return True
+    if getattr(shell, "kernel", None) is not None:  # a Jupyter kernel asks through the frontend...
+        return not headless()  # ...unless nobody is there to answer
     stdin = sys.stdin
     try:
         return stdin is not None and stdin.isatty()

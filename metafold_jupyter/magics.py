@@ -19,8 +19,8 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Float
 
-from . import frames, kernel_session, lifecycle, operations, studies
-from .errors import MetafoldError, MissingCredentialsError
+from . import frames, geometry, kernel_session, lifecycle, operations, studies
+from .errors import ConfigError, MetafoldError, MissingCredentialsError
 from .history import looks_secret, scrub_current_cell
 
 SUBCOMMANDS: dict[str, str] = {
@@ -35,8 +35,10 @@ SUBCOMMANDS: dict[str, str] = {
     "jobs": "jobs of a project (DataFrame; --project | --all-projects, --sort, --q)",
     "workflows": "workflows of a project (DataFrame; --project | --all-projects, --sort, --q)",
     "get": "get PATH: raw JSON GET (DataFrame for a list of records, else a dict)",
-    "download": "download ASSET_ID [DEST]: stream an asset to disk, checked",
+    "download": "download ASSET_ID [DEST] [--overwrite]: stream an asset to disk, checked",
     "upload": "upload PATH: upload a file as an asset (one-row DataFrame)",
+    "show": "show ASSET_ID: the mesh in 3D (rotate, zoom; a PNG where that cannot run; --max-faces N)",
+    "metrics": "metrics [ASSET_ID...]: faces, watertight, volume, area, bounds of mesh assets (DataFrame)",
     "create": "create NAME [--access A]: create a project (one-row DataFrame)",
     "duplicate": "duplicate ID NAME [--access A]: copy a project into a new one",
     "rename": "rename ID NAME [--access A]: rename a project (and change its access)",
@@ -58,6 +60,12 @@ _LOGIN_HELP = (
     "Secrets are never accepted on this line (IPython's history would keep them): put "
     "METAFOLD_CLIENT_ID and METAFOLD_CLIENT_SECRET in a .env file (or the environment), "
     "or use --prompt."
+)
+#: Shown next to the login form (and as the error of a run nobody can answer): how to log in without it.
+WITHOUT_FORM = (
+    "To log in without the form, set METAFOLD_CLIENT_ID and METAFOLD_CLIENT_SECRET in the environment "
+    "or in a .env file next to the notebook, then run %metafold_login again; or try the embedded sandbox "
+    "with %metafold_login --sandbox (METAFOLD_SANDBOX=1)."
 )
 
 
@@ -104,7 +112,7 @@ class MetafoldMagics(Magics):
                 "refused: this line looks like it holds a secret, token or password, and IPython keeps "
                 "every line in its history (this one was removed from it). " + _LOGIN_HELP
             )
-        args = self._parse(self.metafold_login, line)
+        args = self._parse_login(line)
         options = {
             "env_file": args.env,
             "project": args.project,
@@ -119,7 +127,7 @@ class MetafoldMagics(Magics):
         if args.sandbox:
             session = kernel_session.login(sandbox=True, project=args.project, remember=args.remember)
         elif args.prompt:
-            session = self._ask(options)
+            session = self._ask(options, asked=True)
         else:
             try:
                 session = kernel_session.login(prompt=False, **options)
@@ -128,18 +136,27 @@ class MetafoldMagics(Magics):
         if session is not None:
             print(session.describe())
 
-    def _ask(self, options: dict[str, Any]) -> Any:
+    def _ask(self, options: dict[str, Any], asked: bool = False) -> Any:
         from .prompt import LoginForm, has_widget_frontend
 
+        if kernel_session.headless():
+            # nbclient, papermill, nbconvert --execute: a form would wait for nobody
+            why = "--prompt was given" if asked else "no Metafold credentials were found"
+            raise ConfigError(
+                f"{why}, but this run (without a person at the frontend) cannot show a login form",
+                hint=WITHOUT_FORM,
+            )
         if not has_widget_frontend():
             return kernel_session.login(prompt=True, **options)
         from IPython.display import display
 
+        kernel_session.prompt_settings(**options)  # refuse bad settings before anyone types a secret
         form = LoginForm(
             lambda cid, secret: kernel_session.login_with_prompted(cid, secret, **options),
             describe=lambda s: s.describe(),
         )
         display(form)
+        print(WITHOUT_FORM)  # also read where the form cannot be shown (a saved or headless notebook)
         return None  # the form logs in when submitted
 
     # -- %metafold / %%metafold run ---------------------------------------------------------
@@ -151,6 +168,7 @@ class MetafoldMagics(Magics):
     @argument("--q", metavar="Q", help='filter, e.g. name:"Lattice*" AND access:!private')
     @argument("--all-projects", action="store_true",
               help="assets, jobs, workflows: every project's rows in one frame (fetched concurrently)")
+    @argument("--overwrite", action="store_true", help="download: replace an existing file at DEST")
     @argument("--param", metavar="KEY=VALUE", action="append", default=[],
               help="run: a job parameter; sweep: KEY=V1,V2,... (every combination of the --param values runs)")
     @argument("--asset", metavar="KEY=ASSET_ID", action="append", default=[], help="run, sweep: a job input asset")
@@ -159,6 +177,8 @@ class MetafoldMagics(Magics):
     @argument("--concurrency", metavar="N", type=int, default=None,
               help=f"sweep: workflows in flight at most (1..{studies.MAX_CONCURRENCY}, default "
                    f"{studies.DEFAULT_CONCURRENCY})")
+    @argument("--max-faces", metavar="N", type=int, default=geometry.DEFAULT_MAX_FACES,
+              help="show: reduce larger meshes to N faces (default 200000)")
     @argument("--access", metavar="A", help="create/duplicate/rename: private, public or org")
     @argument("--yes", action="store_true", help="delete: really delete (without it, delete only says what it would)")
     @argument("subcommand", nargs="?", default="help", help="one of: " + ", ".join(SUBCOMMANDS))
@@ -192,15 +212,19 @@ class MetafoldMagics(Magics):
             raise UsageError("--concurrency applies to %%metafold sweep only")
         if args.out and not args.out.isidentifier():
             raise UsageError(f"-o needs a variable name, not {args.out!r}")
+        if args.max_faces != geometry.DEFAULT_MAX_FACES and name != "show":
+            raise UsageError("--max-faces applies to show only")
         if args.access is not None and name not in ("create", "duplicate", "rename"):
             raise UsageError("--access applies to create, duplicate and rename only")
         if args.yes and name != "delete":
             raise UsageError("--yes applies to delete only")
         if args.all_projects and name not in ALL_PROJECTS:
             raise UsageError(f"--all-projects applies to {', '.join(ALL_PROJECTS)} only")
+        if args.overwrite and name != "download":
+            raise UsageError("--overwrite applies to download only")
         result = self._call(lambda: handler(args, cell) if name in CELL_SUBCOMMANDS else handler(args))
         if args.out:
-            self.shell.user_ns[args.out] = result
+            self.shell.user_ns[args.out] = result  # type: ignore[union-attr]  # a magic runs only in a shell
         return result
 
     # subcommands: thin calls into the Python API
@@ -262,7 +286,8 @@ class MetafoldMagics(Magics):
     def _cmd_get(self, args: Any) -> Any:
         (path,) = self._positional(args, "get PATH", 1, 1)
         params = frames.query_params(args.sort, args.q)
-        body = kernel_session.session().get_json(path if path.startswith("/") else "/" + path, params)
+        session = kernel_session.session()
+        body = session.get_json(session.api_url(path), params)  # only paths on the API origin
         if isinstance(body, list) and all(isinstance(item, dict) for item in body):
             import pandas as pd
 
@@ -270,12 +295,21 @@ class MetafoldMagics(Magics):
         return body
 
     def _cmd_download(self, args: Any) -> Any:
-        asset_id, *dest = self._positional(args, "download ASSET_ID [DEST]", 1, 2)
-        return operations.download_asset(asset_id, dest[0] if dest else None, args.project, progress=self.progress)
+        asset_id, *dest = self._positional(args, "download ASSET_ID [DEST] [--overwrite]", 1, 2)
+        return operations.download_asset(asset_id, dest[0] if dest else None, args.project, progress=self.progress,
+                                         overwrite=args.overwrite)
 
     def _cmd_upload(self, args: Any) -> Any:
         (path,) = self._positional(args, "upload PATH", 1, 1)
         return operations.upload_asset(path, args.project, progress=self.progress)
+
+    def _cmd_show(self, args: Any) -> Any:
+        (asset_id,) = self._positional(args, "show ASSET_ID [--max-faces N]", 1, 1)
+        return geometry.show(asset_id, args.project, max_faces=args.max_faces)
+
+    def _cmd_metrics(self, args: Any) -> Any:
+        ids = self._positional(args, "metrics [ASSET_ID...]", 0, 10_000)
+        return geometry.mesh_metrics(ids or None, args.project, progress=self.progress)
 
     # lifecycle: writes; the completer's cached IDs are dropped after each one
 
@@ -358,10 +392,11 @@ class MetafoldMagics(Magics):
                 )
             except studies.StudyInterrupted as exc:
                 if args.out:
-                    self.shell.user_ns[args.out] = exc.frame
+                    self.shell.user_ns[args.out] = exc.frame  # type: ignore[union-attr]  # a magic runs only in a shell
                 where = args.out if args.out else "sys.last_value.frame"
                 error = UsageError(f"{exc.summary}; every run's row is in {where}")
-                error.frame = exc.frame  # IPython shows exactly UsageError (not a subclass) as one line
+                # IPython shows exactly UsageError (not a subclass) as one line, so the rows ride on it
+                error.frame = exc.frame  # type: ignore[attr-defined]
                 raise error from None
         _show_failures(caught)
         return frame
@@ -369,10 +404,32 @@ class MetafoldMagics(Magics):
     # -- plumbing ----------------------------------------------------------------------
 
     def _parse(self, magic: Callable[..., Any], line: str) -> Any:
-        from IPython.utils.process import arg_split
-
         # intermixed: options may come before, between or after the positionals
-        return magic.parser.parse_intermixed_args(arg_split(line, posix=True))
+        # magic_arguments() attaches .parser to the function when it decorates it
+        return magic.parser.parse_intermixed_args(_words(line))  # type: ignore[attr-defined]
+
+    def _parse_login(self, line: str) -> Any:
+        """Parse a %metafold_login line, which takes no positional words at all.
+
+        Words that are neither options nor their values may be credentials typed on the
+        line (``%metafold_login myid hunter2``): the line is removed from the history
+        before it is refused, and the words are not repeated.
+        """
+        try:
+            words = _words(line)
+        except UsageError:
+            scrub_current_cell(self.shell, line)  # an unclosed quote may hide anything
+            raise UsageError("refused: this line cannot be parsed (an unclosed quote?) and was removed from "
+                             "IPython's history. " + _LOGIN_HELP) from None
+        args, extra = self.metafold_login.parser.parse_known_intermixed_args(words)
+        if extra:
+            scrub_current_cell(self.shell, line)
+            raise UsageError(
+                f"refused: %metafold_login takes no positional arguments or unknown options ({len(extra)} "
+                "given); in case they were credentials, the line was removed from IPython's history. "
+                + _LOGIN_HELP
+            )
+        return args
 
     @staticmethod
     def _positional(args: Any, usage: str, least: int, most: int) -> list[str]:
@@ -391,9 +448,18 @@ class MetafoldMagics(Magics):
 
 
 def one_line(exc: MetafoldError) -> str:
-    """What failed, the status and the API's message (in ``str(exc)``), then what to do."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return f"{text} — {exc.hint}" if exc.hint else text
+    """What failed, the status and the API's message, then what to do: ``str(exc)`` on one line
+    (it ends with the hint already)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _words(line: str) -> list[str]:
+    from IPython.utils.process import arg_split
+
+    try:
+        return arg_split(line, posix=True)
+    except ValueError as exc:  # shlex: "No closing quotation"
+        raise UsageError(f"cannot parse this line: {str(exc).lower()}; check the quotes") from None
 
 
 def _show_failures(caught: list[warnings.WarningMessage]) -> None:
@@ -426,7 +492,9 @@ def _sweep_values(items: list[str]) -> dict[str, list[Any]]:
 
 
 def _split_top_level(text: str) -> list[str]:
-    parts, depth, current = [], 0, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
     for char in text:
         if char in "[{(":
             depth += 1

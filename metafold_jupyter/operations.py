@@ -8,14 +8,17 @@ returned, problems raised, and a failed workflow is reported with a warning.
 from __future__ import annotations
 
 import email.utils
+import errno
 import hashlib
 import json
 import logging
 import os
 import queue
+import re
 import tempfile
 import threading
 import time
+import unicodedata
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -25,12 +28,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import requests
+import urllib3
 
-from .config import check_secure_url
-from .errors import APIError, IntegrityError, MetafoldError, PollTimeout, TransportError
+from .config import ConfigError, check_secure_url, origin_of
+from .errors import APIError, DestinationExistsError, IntegrityError, MetafoldError, PollTimeout, TransportError
 from .frames import to_frame
 from .kernel_session import session
 from .paths import api_path
+from .transport import attempt_budget
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -44,8 +49,19 @@ POLL_MAX = 5.0
 FINISHED = frozenset({"success", "failure", "canceled"})
 
 
+#: A streamed download is stalled when fewer bytes than this arrive within one stall window
+#: (connect + 2 x read timeout: 63 s by default, i.e. below ~260 B/s).
+STALL_MIN_BYTES = 16 * 1024
+_MAX_NAME_BYTES = 255  # the longest file name most file systems take
+_WINDOWS_DEVICES = re.compile(r"(?i)^(con|prn|aux|nul|com[1-9]|lpt[1-9])(\..*)?$")
+
+
 class WorkflowFailedWarning(UserWarning):
     """A workflow finished in failure (or was canceled); its jobs are still returned."""
+
+
+class UnverifiedDownloadWarning(UserWarning):
+    """The API gave neither a size nor a checksum for a download, so it could not be checked."""
 
 
 # -- progress ---------------------------------------------------------------------
@@ -67,7 +83,7 @@ def progress_bar(total: float | None, desc: str, enabled: bool | None, **kw: Any
 
 
 class _NoBar:
-    n = 0
+    n: float = 0
 
     def update(self, n: float = 1) -> None:
         self.n += n
@@ -91,62 +107,170 @@ def download_asset(
     project: str | None = None,
     *,
     progress: bool | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Download an asset to disk, streamed, checked, and renamed into place atomically.
+    """Download an asset to disk, streamed, checked, and moved into place atomically.
 
     The signed link is fetched without the token. The status, the size and the
     ``sha256`` checksum are checked; on any failure no partial file is left behind.
+    An existing file is never replaced unless ``overwrite=True``, and a file name
+    sent by the server is used only if it is a plain, visible name (not ``.env``,
+    ``..``, a path, control characters or over-long).
 
     Args:
         dest: a file path, or a directory (default: the working directory) to put
             the asset's own filename in.
+        overwrite: replace an existing file at the destination.
 
     Returns:
         The path of the downloaded file.
 
     Raises:
-        APIError: the API or the link host answered with an error.
-        TransportError: the transfer was interrupted.
+        DestinationExistsError: the destination exists and ``overwrite`` is False.
+        APIError: the API or the link host answered with an error, or an unusable answer.
+        TransportError: the transfer was interrupted or stalled.
         IntegrityError: the size or the checksum does not match.
+        MetafoldError: the server's file name is unsafe, or the destination cannot be written.
     """
     s = session()
     pid = s.require_project(project)
-    meta = s.get_json(f"/projects/{pid}/assets/{asset_id}", params={"download": "true"})
-    link = meta.get("link")
-    if not link:
-        raise APIError(200, "GET", s.base_url + f"projects/{pid}/assets/{asset_id}", "the answer has no download link")
-    check_secure_url(link, "download link")
-    target = _target_path(dest, str(meta["filename"]))
-    resp = s.request("GET", link, authorize=False, stream=True)
-    # the API's size is the truth; a short body with a matching Content-Length is still short
-    expected_size = int(meta["size"]) if meta.get("size") is not None else None
-    digest = ParallelDigest()
-    received = 0
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    path = api_path("/projects/{pid}/assets/{aid}", pid=pid, aid=asset_id)
+    meta = _link_answer(s, path)
+    link = str(meta["link"])
     try:
-        with os.fdopen(fd, "wb") as out, progress_bar(
+        check_secure_url(link, "download link")
+    except ConfigError as exc:
+        raise APIError(200, "GET", s.base_url + path.lstrip("/"), exc.message) from None
+    expected_size = _expected_size(meta, s.base_url + path.lstrip("/"))
+    if expected_size is None and not meta.get("checksum"):
+        warnings.warn(
+            f"asset {asset_id}: the API gave neither its size nor its checksum, so the download is not verified",
+            UnverifiedDownloadWarning,
+            stacklevel=2,
+        )
+    target = _target_path(dest, meta.get("filename"), s)
+    if not overwrite and os.path.lexists(target):  # fail before spending the bandwidth
+        raise DestinationExistsError(f"{target} already exists; the download would replace it")
+    received = 0
+    with ExitStack() as stack:  # every path closes the response, the hash thread and the temp file
+        try:
+            fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:200]}.", suffix=".part")
+        except OSError as exc:
+            raise _write_error(target.parent, exc) from None
+        stack.callback(_unlink, tmp_name)  # a no-op once the file has been moved into place
+        out = stack.enter_context(os.fdopen(fd, "wb"))
+        resp = s.request("GET", link, authorize=False, stream=True)
+        stack.callback(resp.close)
+        digest = stack.enter_context(ParallelDigest())
+        bar = stack.enter_context(progress_bar(
             expected_size, f"download {target.name}", progress, unit="B", unit_scale=True, unit_divisor=1024
-        ) as bar:
-            try:
-                for chunk in resp.iter_content(CHUNK_SIZE):
-                    digest.update(chunk)
-                    out.write(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
-            except requests.RequestException:
-                raise TransportError(
-                    "GET", link, f"the download was interrupted after {received} of {expected_size or '?'} bytes"
-                ) from None
-        _verify(meta, expected_size, received, "sha256:" + digest.hexdigest(), target.name)
-        os.replace(tmp_name, target)
-    except BaseException:
-        _unlink(tmp_name)
-        raise
-    finally:
-        digest.close()
-        resp.close()
+        ))
+        stall = _StallDetector(attempt_budget(s.settings.timeout))
+        failure: TransportError | None
+        try:
+            for chunk in _chunks(resp, stall):
+                digest.update(chunk)
+                out.write(chunk)
+                received += len(chunk)
+                bar.update(len(chunk))
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            if isinstance(exc, OSError) and not isinstance(exc, (ConnectionError, TimeoutError)) and exc.errno:
+                raise _write_error(target.parent, exc) from None
+            failure = TransportError(
+                "GET", link, f"the download was interrupted after {received} of {expected_size or '?'} bytes"
+            )
+        except _Stalled as stalled:
+            failure = TransportError(
+                "GET", link, f"the download stalled after {received} of {expected_size or '?'} bytes: {stalled}"
+            )
+        else:
+            failure = None
+        if failure is not None:
+            raise failure  # outside the except block: no context chain
+        out.close()
+        _verify(s, meta, expected_size, received, "sha256:" + digest.hexdigest(), target.name)
+        _place(tmp_name, target, overwrite)
     _LOGGER.info("downloaded asset %s to %s (%d bytes)", asset_id, target, received)
     return target
+
+
+def _link_answer(s: Any, path: str) -> dict[str, Any]:
+    """The download-link answer, completed from the asset's metadata when it carries only ``link``."""
+    meta = s.get_json(path, params={"download": "true"})
+    url = s.base_url + path.lstrip("/") + "?download=true"
+    if not isinstance(meta, dict):
+        raise APIError(200, "GET", url, f"expected a JSON object with a download link, got a {type(meta).__name__}")
+    if not meta.get("link") or not isinstance(meta["link"], str):
+        raise APIError(200, "GET", url, "the answer has no download link")
+    if not all(meta.get(key) is not None for key in ("filename", "size", "checksum")):
+        # The SDKs read only "link", and some answers carry nothing else: the asset's own
+        # record has the name, the size and the checksum.
+        asset = s.get_json(path)
+        if isinstance(asset, dict):
+            known = {k: v for k, v in meta.items() if v is not None}
+            meta = {**{k: v for k, v in asset.items() if v is not None}, **known}
+    return meta
+
+
+def _expected_size(meta: Mapping[str, Any], url: str) -> int | None:
+    """The API's size as a whole number of bytes (None when it gives none)."""
+    size = meta.get("size")
+    if size is None:
+        return None
+    if isinstance(size, str) and size.strip().isdigit():
+        return int(size.strip())
+    if isinstance(size, int) and not isinstance(size, bool) and size >= 0:
+        return size
+    if isinstance(size, float) and size.is_integer() and size >= 0:
+        return int(size)
+    shown = repr(size) if len(repr(size)) <= 40 else repr(size)[:37] + "..."
+    raise APIError(200, "GET", url, f"the asset's size {shown} is not a whole number of bytes",
+                   hint="the server does not answer like the Metafold API; check METAFOLD_BASE_URL")
+
+
+class _Stalled(Exception):
+    pass
+
+
+class _StallDetector:
+    """Raises when fewer than ``STALL_MIN_BYTES`` arrive within ``window`` seconds.
+
+    The read timeout catches a server that sends nothing; this catches one that
+    trickles a byte now and then to stay under it.
+    """
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._start = time.monotonic()
+        self._bytes = 0
+
+    def update(self, n: int) -> None:
+        self._bytes += n
+        now = time.monotonic()
+        if now - self._start >= self.window:
+            if self._bytes < STALL_MIN_BYTES:
+                raise _Stalled(f"{self._bytes} bytes in the last {now - self._start:.0f} s")
+            self._start, self._bytes = now, 0
+
+
+def _chunks(resp: requests.Response, stall: _StallDetector) -> Iterator[bytes]:
+    """The body in chunks of up to CHUNK_SIZE, read one receive at a time so that a stall is seen."""
+    raw = resp.raw
+    buffer = bytearray()
+    while True:
+        piece = raw.read1(CHUNK_SIZE, decode_content=True)
+        if not piece:
+            break
+        stall.update(len(piece))
+        if not buffer and len(piece) >= CHUNK_SIZE // 2:
+            yield piece  # large reads go through as they are
+            continue
+        buffer += piece
+        if len(buffer) >= CHUNK_SIZE // 2:
+            yield bytes(buffer)
+            buffer.clear()
+    if buffer:
+        yield bytes(buffer)
 
 
 class ParallelDigest:
@@ -155,8 +279,14 @@ class ParallelDigest:
     hashlib releases the GIL on large buffers, so hashing a chunk while the next one
     is received and the last one written costs no wall time; a serial hash would cut
     download throughput by a third. The queue is bounded (a few chunks) to keep
-    memory flat.
+    memory flat. A context manager: leaving it always stops the thread.
     """
+
+    def __enter__(self) -> ParallelDigest:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     def __init__(self, depth: int = 4) -> None:
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
@@ -181,26 +311,102 @@ class ParallelDigest:
             self._thread.join()
 
 
-def _target_path(dest: str | os.PathLike | None, filename: str) -> Path:
-    name = Path(filename).name or "asset"  # never let a server-sent name escape the directory
-    if dest is None:
-        return Path.cwd() / name
-    path = Path(dest).expanduser()
-    if path.is_dir() or str(dest).endswith(os.sep):
-        path.mkdir(parents=True, exist_ok=True)
-        return path / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+def _target_path(dest: str | os.PathLike | None, filename: Any, s: Any) -> Path:
+    """Where the download goes: ``dest`` as a file, or the server's file name in ``dest`` (a directory)."""
+    try:
+        if dest is not None:
+            path = Path(dest).expanduser()
+            if not (path.is_dir() or str(dest).endswith(os.sep)):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                return path  # the user's own choice of name
+            path.mkdir(parents=True, exist_ok=True)
+            directory = path
+        else:
+            directory = Path.cwd()
+    except OSError as exc:
+        raise _write_error(Path(dest) if dest is not None else Path.cwd(), exc) from None
+    return directory / safe_filename(filename, s)
 
 
-def _verify(meta: Mapping[str, Any], expected_size: int | None, received: int, actual: str, name: str) -> None:
+def safe_filename(name: Any, s: Any = None) -> str:
+    """A file name sent by the server, if it is safe to create in the user's directory.
+
+    Refused (with what to do): not a string, empty, ``.``/``..``, a path (``/`` or
+    ``\\``), a leading dot (``.env``, ``.bashrc``, ``.ipython``: hidden files that
+    configure tools), control or invisible format characters, over 255 bytes, and on
+    Windows its device names (``CON``, ``NUL``...).
+
+    Raises:
+        MetafoldError: the name is unsafe; pass a destination file name instead.
+    """
+    problem = _name_problem(name)
+    if problem is None:
+        return name
+    shown = repr(name)[:60] if isinstance(name, str) else type(name).__name__
+    if s is not None:
+        shown = s.scrub(shown)
+    raise MetafoldError(
+        f"the server's file name {shown} is not safe to create here: {problem}",
+        hint="pass the destination file name yourself, e.g. mf.download_asset(ID, 'part.stl') "
+        "(%metafold download ID part.stl)",
+    )
+
+
+def _name_problem(name: Any) -> str | None:
+    if not isinstance(name, str) or not name:
+        return "it is missing, empty or not text"
+    if name in (".", ".."):
+        return "it names a directory"
+    if "/" in name or "\\" in name:
+        return "it is a path, not a file name"
+    if name.startswith("."):
+        return "it starts with a dot (a hidden file, such as .env, that configures tools)"
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name):
+        return "it holds control or invisible characters"
+    if len(name.encode("utf-8", "surrogatepass")) > _MAX_NAME_BYTES:
+        return f"it is longer than {_MAX_NAME_BYTES} bytes"
+    if name != name.strip() or name.endswith("."):
+        return "it starts or ends with a space, or ends with a dot"
+    if os.name == "nt" and _WINDOWS_DEVICES.match(name):
+        return "it is a Windows device name"
+    return None
+
+
+def _write_error(directory: Path, exc: OSError) -> MetafoldError:
+    return MetafoldError(
+        f"cannot write the download into {directory}: {exc.strerror or type(exc).__name__}",
+        hint="choose a destination you can write to (dest=... / %metafold download ID DEST)",
+    )
+
+
+def _place(tmp_name: str, target: Path, overwrite: bool) -> None:
+    """Move the finished download into place; without ``overwrite``, never over an existing file."""
+    if overwrite:
+        os.replace(tmp_name, target)
+        return
+    try:
+        os.link(tmp_name, target)  # atomic, and fails if anything (a file, a symlink) is there
+    except FileExistsError:
+        raise DestinationExistsError(f"{target} already exists; the download would replace it") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK, errno.ENOSYS):
+            raise _write_error(target.parent, exc) from None
+        # no hard links here (FAT, some network shares): check, then rename
+        if os.path.lexists(target):
+            raise DestinationExistsError(f"{target} already exists; the download would replace it") from None
+        os.replace(tmp_name, target)
+    else:
+        _unlink(tmp_name)
+
+
+def _verify(s: Any, meta: Mapping[str, Any], expected_size: int | None, received: int, actual: str, name: str) -> None:
     if expected_size is not None and received != expected_size:
         raise IntegrityError(f"{name}: received {received} bytes, expected {expected_size}")
     expected = meta.get("checksum")
     if expected and str(expected).lower() != actual:
-        raise IntegrityError(
-            f"{name}: checksum mismatch (expected {expected}, got {actual})", expected=str(expected), actual=actual
-        )
+        shown = s.scrub(str(expected)[:100])
+        raise IntegrityError(f"{name}: checksum mismatch (expected {shown}, got {actual})", expected=shown,
+                             actual=actual)
 
 
 def _unlink(name: str) -> None:
@@ -227,8 +433,9 @@ def upload_asset(path: str | os.PathLike, project: str | None = None, *, progres
         raise MetafoldError(f"file {str(file)!r} does not exist", hint="check the path (relative to the working directory)")
     s = session()
     pid = s.require_project(project)
+    assets_path = api_path("/projects/{pid}/assets", pid=pid)
     if '"' not in file.name:
-        same = s.get_json(f"/projects/{pid}/assets", params={"q": f'filename:"{file.name}"'})
+        same = s.get_records(assets_path, params={"q": f'filename:"{file.name}"'}, what="assets")
         same = [a for a in same if a.get("filename") == file.name]
         if same:
             raise MetafoldError(
@@ -259,7 +466,7 @@ def upload_asset(path: str | os.PathLike, project: str | None = None, *, progres
 
         resp = s.request(
             "POST",
-            f"/projects/{pid}/assets",
+            assets_path,
             data=body,
             headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
         )
@@ -306,20 +513,21 @@ def run_workflow(
     if assets:
         payload["assets"] = asset_filenames(s, pid, assets)
     started = time.monotonic()
-    workflow = s.request("POST", f"/projects/{pid}/workflows", json=payload).json()
+    dispatch = api_path("/projects/{pid}/workflows", pid=pid)
+    workflow = dispatched_workflow(s, s.request("POST", dispatch, json=payload), dispatch)
     wid = str(workflow["id"])
     _LOGGER.info("dispatched workflow %s in project %s", wid, pid)
     if not wait:
         return to_frame(workflow, "workflows")
-    link = workflow.get("link") or f"/projects/{pid}/workflows/{wid}/status"
-    job_ids = [str(j) for j in workflow.get("jobs") or []]
+    link = status_link(s, pid, wid, workflow)
+    job_ids = [str(j) for j in workflow.get("jobs") or [] if isinstance(j, (str, int))]
     try:
         final = _wait(s, pid, wid, link, job_ids, started + timeout, timeout, progress)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(_cancel(s, pid, wid)) from None
     jobs = _workflow_jobs(s, pid, wid, [str(j) for j in final.get("jobs") or job_ids])
     if final.get("state") != "success":
-        _warn_failed(final, jobs)
+        _warn_failed(s, final, jobs)
     return to_frame(jobs, "jobs")
 
 
@@ -334,12 +542,37 @@ def _wait(s: Any, pid: str, wid: str, link: str, job_ids: list[str], deadline: f
                 done = _finished_jobs(s, pid, wid)
                 if done > bar.n:
                     bar.update(done - bar.n)
-            bar.set_postfix_str(state)
+            bar.set_postfix_str(s.scrub(state))
 
         body = poll_status(lambda: s.request("GET", link), wid, deadline=deadline, timeout=timeout, on_poll=tick)
         bar.update(len(job_ids) - bar.n)
-        bar.set_postfix_str(str(body.get("state", "finished")))
+        bar.set_postfix_str(s.scrub(str(body.get("state", "finished")))[:40])
         return body
+
+
+def dispatched_workflow(s: Any, resp: requests.Response, path: str) -> dict[str, Any]:
+    """The answer to a dispatch (``POST .../workflows``): a workflow object with an ``id``.
+
+    Raises:
+        APIError: the answer is not a JSON object with an ``id`` (one line).
+    """
+    url = s.base_url + path.lstrip("/")
+    workflow = object_answer(resp, "POST", url)
+    if workflow.get("id") is None:
+        raise APIError(resp.status_code, "POST", url, "the dispatched workflow has no id")
+    return workflow
+
+
+def status_link(s: Any, pid: str, wid: str, workflow: Mapping[str, Any]) -> str:
+    """Where to poll a dispatched workflow: its ``link`` when that is on the API origin, else
+    ``/projects/{pid}/workflows/{wid}/status`` (the reference's dispatch answer has no link).
+
+    The status link carries the token, so a link to another origin is never followed.
+    """
+    link = workflow.get("link")
+    if isinstance(link, str) and origin_of(s._transport.url_for(link)) == s.settings.api_origin:
+        return link
+    return api_path("/projects/{pid}/workflows/{wid}/status", pid=pid, wid=wid)
 
 
 def poll_status(
@@ -378,10 +611,10 @@ def poll_status(
             raise PollTimeout(wid, timeout, state)
         sleep(min(pause, deadline - now))
         resp = get()
-        body = resp.json()
+        body = object_answer(resp, "GET", resp.url)
         if resp.status_code != 202:
             return body
-        state = str(body.get("state", state))
+        state = str(body.get("state", state))[:40]
         if on_poll is not None:
             on_poll(state)
         interval = min(interval * POLL_GROWTH, POLL_MAX)
@@ -405,15 +638,26 @@ def retry_after(value: str | None) -> float:
     return max(0.0, seconds) if seconds == seconds else 0.0  # NaN: none
 
 
+def object_answer(resp: requests.Response, method: str, url: str) -> dict[str, Any]:
+    try:
+        body = resp.json()
+    except ValueError:
+        raise APIError(resp.status_code, method, url, "the answer is not JSON") from None
+    if not isinstance(body, dict):
+        raise APIError(resp.status_code, method, url, f"expected a JSON object, got a {type(body).__name__}")
+    return body
+
+
 def _finished_jobs(s: Any, pid: str, wid: str) -> int:
-    jobs = s.get_json(f"/projects/{pid}/jobs")
+    jobs = s.get_records(api_path("/projects/{pid}/jobs", pid=pid), what="jobs")
     return sum(1 for j in jobs if str(j.get("workflow_id")) == wid and j.get("state") in FINISHED)
 
 
 def _workflow_jobs(s: Any, pid: str, wid: str, order: list[str]) -> list[dict[str, Any]]:
-    jobs = [j for j in s.get_json(f"/projects/{pid}/jobs") if str(j.get("workflow_id")) == wid]
+    jobs = [j for j in s.get_records(api_path("/projects/{pid}/jobs", pid=pid), what="jobs")
+            if str(j.get("workflow_id")) == wid]
     rank = {jid: i for i, jid in enumerate(order)}
-    return sorted(jobs, key=lambda j: rank.get(str(j["id"]), len(rank)))
+    return sorted(jobs, key=lambda j: rank.get(str(j.get("id")), len(rank)))
 
 
 def cancel_remote(s: Any, pid: str, wid: str) -> dict[str, Any]:
@@ -436,12 +680,12 @@ def _cancel(s: Any, pid: str, wid: str) -> str:
     return message
 
 
-def _warn_failed(workflow: Mapping[str, Any], jobs: list[dict[str, Any]]) -> None:
+def _warn_failed(s: Any, workflow: Mapping[str, Any], jobs: list[dict[str, Any]]) -> None:
     state = workflow.get("state")
     failed = [j for j in jobs if j.get("state") == "failure"]
     details = "; ".join(f"job {j.get('name')!r} ({j.get('type')}): {j.get('error') or 'no error message'}" for j in failed)
     warnings.warn(
-        f"workflow {workflow.get('id')} ended in {state}" + (f": {details}" if details else ""),
+        s.scrub(f"workflow {workflow.get('id')} ended in {state}" + (f": {details}" if details else "")),
         WorkflowFailedWarning,
         stacklevel=3,
     )
@@ -490,7 +734,8 @@ def definition_text(definition: str | Mapping[str, Any] | os.PathLike) -> str:
 
 def asset_filenames(s: Any, pid: str, assets: Mapping[str, str]) -> dict[str, str]:
     """Map asset IDs to filenames (the API wants filenames); filenames pass through."""
-    known = {str(a["id"]): a["filename"] for a in s.get_json(f"/projects/{pid}/assets")}
+    records = s.get_records(api_path("/projects/{pid}/assets", pid=pid), what="assets")
+    known = {str(a["id"]): str(a["filename"]) for a in records if a.get("id") is not None and a.get("filename")}
     return {str(k): known.get(str(v), str(v)) for k, v in assets.items()}
 
 

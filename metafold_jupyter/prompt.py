@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from .config import Secret
 from .errors import MetafoldError
 
 _LOGGER = logging.getLogger(__name__)
@@ -56,11 +57,12 @@ class LoginForm:
     """Client ID, client secret, a Log in button (Enter submits too) and a status line.
 
     Args:
-        login: called with ``(client_id, client_secret)``; returns the new session or raises.
+        login: called with ``(client_id, client_secret)`` (the secret wrapped in ``Secret``);
+            returns the new session or raises.
         describe: turns the new session into the status line shown on success.
     """
 
-    def __init__(self, login: Callable[[str, str], Any], describe: Callable[[Any], str] = str) -> None:
+    def __init__(self, login: Callable[[str, Secret], Any], describe: Callable[[Any], str] = str) -> None:
         import ipywidgets as w
 
         self._login = login
@@ -124,7 +126,7 @@ class LoginForm:
         try:
             if not self._requested or self._done:
                 return False
-            secret = self.client_secret.value
+            secret = Secret.of(self.client_secret.value.strip())  # wrapped: tracebacks show locals
             client_id = self.client_id.value.strip()
             if not (secret and client_id):
                 return False
@@ -133,10 +135,9 @@ class LoginForm:
             self._set_disabled(True)
             self.status.value = _note("Logging in…")
             try:
-                self.session = self._login(client_id, secret.strip())
+                self.session = self._login(client_id, secret)
             except MetafoldError as exc:
-                hint = f" — {exc.hint}" if exc.hint else ""
-                self.status.value = _note(f"{exc}{hint}", error=True)
+                self.status.value = _note(str(exc), error=True)  # str() ends with the hint
                 self._set_disabled(False)  # let the user try again
             else:
                 self._done = True

@@ -60,9 +60,12 @@ from .operations import (
     asset_filenames,
     cancel_remote,
     definition_text,
+    dispatched_workflow,
+    object_answer,
     parameter_text,
     poll_status,
     retry_after,
+    status_link,
 )
 from .pacing import DEFAULT_PAUSE, Cancelled, Throttle
 from .paths import api_path
@@ -358,7 +361,7 @@ class _Study:
         try:
             workflow = self._dispatch(run, deadline)
             wid = str(workflow["id"])
-            link = workflow.get("link") or api_path("/projects/{pid}/workflows/{wid}/status", pid=self.pid, wid=wid)
+            link = status_link(self.s, self.pid, wid, workflow)
             final = poll_status(
                 lambda: self._request("GET", link), wid, deadline=deadline, timeout=self.timeout,
                 sleep=self.throttle.wait, on_poll=lambda state: self._saw(run, state),
@@ -418,7 +421,7 @@ class _Study:
                 except BaseException:
                     self._set_phase(run, "queued")
                     raise
-            workflow = resp.json()
+            workflow = dispatched_workflow(self.s, resp, path)
             with self._cond:
                 run.workflow = workflow
                 run.phase = "running"
@@ -437,8 +440,8 @@ class _Study:
     def _fetch_jobs(self, job_ids: list[Any], request: Callable[[str, str], Any] | None = None) -> list[dict[str, Any]]:
         """Each job of a finished workflow, once (its outputs), in the workflow's order."""
         request = request or self._request
-        return [request("GET", api_path("/projects/{pid}/jobs/{jid}", pid=self.pid, jid=str(jid))).json()
-                for jid in job_ids]
+        paths = [api_path("/projects/{pid}/jobs/{jid}", pid=self.pid, jid=str(jid)) for jid in job_ids]
+        return [object_answer(resp, "GET", resp.url) for resp in (request("GET", path) for path in paths)]
 
     def _saw(self, run: _Run, state: str) -> None:
         with self._cond:

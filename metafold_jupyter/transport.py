@@ -9,28 +9,40 @@ mounted on the token URL, that may retry its POST on connect errors, 429 and 5xx
 never on 401/403.
 
 The bearer token is attached by :class:`BearerAuth` only to requests for the
-configured API origin. Passing an explicit ``auth`` also means requests never
-consults ``~/.netrc`` for these calls, and requests itself drops the
-Authorization header on a redirect to another host or port.
+configured API origin, and dropped on a redirect to any other origin. The session
+does not trust the environment for credentials (``trust_env=False``: ``~/.netrc``
+is never read, so no ``Authorization: Basic`` can follow a redirect to another
+host), but keeps what users need from it: proxies (``HTTPS_PROXY``, ``NO_PROXY``...,
+never for loopback hosts) and the CA bundle (``REQUESTS_CA_BUNDLE`` /
+``CURL_CA_BUNDLE``). Every redirect hop must pass the URL policy (https, or http
+on loopback). The token request never follows a redirect at all.
+
+Every attempt has an overall deadline (connect + 2 x read timeout, see
+:mod:`metafold_jupyter.deadlines`), and server-supplied text is scrubbed of the
+session's secret and tokens before it becomes part of an error.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import logging
+import os
 import re
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
+from requests.utils import get_environ_proxies
 from urllib3.util.retry import Retry
 
 from . import __version__
 from .auth import Credentials
-from .config import Settings, origin_of
-from .errors import APIError, AuthenticationError, TransportError
+from .config import Secret, Settings, check_secure_url, is_loopback, origin_of
+from .deadlines import DeadlineAdapter, DeadlineExceeded, deadline
+from .errors import APIError, AuthenticationError, ConfigError, TransportError
 from .pacing import paced
+from .redaction import Scrubber, redact_query_values, redact_url, scrub
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -93,6 +105,101 @@ AUTH_RETRY = API_RETRY.new(
 )
 
 _USER_AGENT = f"metafold-jupyter/{__version__} python-requests/{requests.__version__}"
+MAX_REDIRECTS = 5
+
+
+def attempt_budget(timeout: float | tuple[float, float] | None) -> float:
+    """Seconds one attempt (request and whole answer) may take: connect + 2 x read timeout."""
+    connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+    return (connect or 0.0) + 2 * (read or 0.0) or 60.0
+
+
+class _Http(requests.Session):
+    """requests.Session that trusts the environment for proxies and CA bundles only.
+
+    ``trust_env=False`` turns off ``~/.netrc`` (and everything else requests reads from
+    the environment); proxies and the CA bundle are put back by hand, per request and
+    per redirect hop. A redirect hop must pass the URL policy, and keeps the
+    Authorization header only on the API origin.
+    """
+
+    def __init__(self, api_origin: str) -> None:
+        super().__init__()
+        self.trust_env = False
+        self.max_redirects = MAX_REDIRECTS
+        self.api_origin = api_origin
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
+        proxies = dict(proxies or {})
+        for key, value in environment_proxies(url).items():
+            proxies.setdefault(key, value)
+        if verify is True or verify is None:
+            verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or verify
+        return super().merge_environment_settings(url, proxies, stream, verify, cert)
+
+    def rebuild_proxies(self, prepared_request: Any, proxies: Any) -> Any:
+        return super().rebuild_proxies(prepared_request, environment_proxies(prepared_request.url))
+
+    def resolve_redirects(self, resp: Any, req: Any, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("yield_requests"):
+            resp._metafold_peek = True  # allow_redirects=False: requests only peeks at the next hop
+        return super().resolve_redirects(resp, req, *args, **kwargs)
+
+    def rebuild_auth(self, prepared_request: Any, response: Any) -> None:
+        url = prepared_request.url or ""
+        if origin_of(url) != self.api_origin:
+            prepared_request.headers.pop("Authorization", None)
+        if getattr(response, "_metafold_peek", False):
+            return
+        try:
+            check_secure_url(url, "redirect target")
+        except ConfigError:
+            req = response.request
+            raise APIError(
+                response.status_code,
+                (req.method if req is not None else None) or "GET",
+                response.url,
+                f"redirected to {origin_of(url) if '://' in url else url!r}, which is not https (nor http on "
+                "loopback): not followed",
+                hint="the server sent an insecure redirect; report it to whoever runs it",
+            ) from None
+
+
+def environment_proxies(url: str) -> dict[str, str]:
+    """Proxies from the environment for ``url`` (``NO_PROXY`` honoured); none for loopback hosts,
+    so that plain-http loopback traffic never leaves the machine through a proxy."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return {}
+    if is_loopback(host):
+        return {}
+    return get_environ_proxies(url, no_proxy=None)
+
+
+class _RedactingFilter(logging.Filter):
+    """Removes signed-link query values and credential-shaped text from urllib3's log lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True
+        cleaned = scrub(redact_query_values(message))
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        return True
+
+
+_LOG_FILTER = _RedactingFilter()
+
+
+def install_log_filter() -> None:
+    """Redact URLs in the log lines of urllib3's modules that print them (idempotent)."""
+    for name in ("urllib3.connectionpool", "urllib3.connection", "urllib3.poolmanager", "urllib3.util.retry"):
+        logger = logging.getLogger(name)
+        if _LOG_FILTER not in logger.filters:
+            logger.addFilter(_LOG_FILTER)
 
 
 class BearerAuth(requests.auth.AuthBase):
@@ -105,6 +212,8 @@ class BearerAuth(requests.auth.AuthBase):
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         if origin_of(request.url or "") == self._origin:
             request.headers["Authorization"] = "Bearer " + self._credentials.token()
+        else:
+            request.headers.pop("Authorization", None)
         return request
 
     def __repr__(self) -> str:
@@ -123,49 +232,52 @@ NO_AUTH = NoAuth()
 
 def build_http(settings: Settings) -> requests.Session:
     """A requests.Session with the API retry policy and the token exchange's own adapter."""
-    http = requests.Session()
+    install_log_filter()
+    http = _Http(settings.api_origin)
     http.headers.update({"Accept": "application/json", "User-Agent": _USER_AGENT})
     # paced: inside a fan-out, a 429 slows every worker down, not only the one that got it
-    api_adapter = HTTPAdapter(max_retries=paced(API_RETRY), pool_maxsize=32)
+    api_adapter = DeadlineAdapter(max_retries=paced(API_RETRY), pool_maxsize=32)
     http.mount("https://", api_adapter)
     http.mount("http://", api_adapter)
-    http.mount(settings.token_url, HTTPAdapter(max_retries=AUTH_RETRY))
+    http.mount(settings.token_url, DeadlineAdapter(max_retries=AUTH_RETRY))
     return http
 
 
-def exchange_token(http: requests.Session, settings: Settings) -> dict[str, Any]:
+def exchange_token(http: requests.Session, settings: Settings, scrubber: Scrubber | None = None) -> dict[str, Any]:
     """POST the client-credentials grant and return the auth service's JSON answer.
 
+    The secret stays wrapped until the request body is built inside the send call,
+    so no frame of this package holds it (tracebacks may show local variables), and
+    the answer's ``access_token`` is wrapped while the JSON is parsed. The request
+    never follows a redirect: the secret goes to the token URL and nowhere else.
+
     Raises:
-        AuthenticationError: the auth service refused (401/403/4xx) or kept failing (429/5xx).
+        AuthenticationError: the auth service refused (401/403/4xx), kept failing
+            (429/5xx), redirected, or answered something that is not a token.
         TransportError: it could not be reached or did not answer in time.
     """
     if settings.client_secret is None or not settings.client_id:
         raise AuthenticationError("no client credentials to exchange", error="invalid_request")
-    payload = {
-        "grant_type": "client_credentials",
-        "audience": settings.audience,
-        "client_id": settings.client_id,
-        "client_secret": settings.client_secret.reveal(),
-    }
-    try:
-        resp = http.post(settings.token_url, json=payload, timeout=settings.timeout, auth=NO_AUTH)
-    except requests.RequestException as exc:
-        raise _transport_error("POST", settings.token_url, exc, settings.timeout) from None
-    if resp.ok:
-        try:
-            return resp.json()
-        except ValueError:
+    scrubber = scrubber if scrubber is not None else Scrubber(settings.client_secret)
+    resp, failure = _post_grant(http, settings)
+    if failure is not None:
+        raise failure  # raised outside the except block: no context chain into requests' frames
+    with resp:
+        status = resp.status_code
+        if 300 <= status < 400:
+            location = resp.headers.get("Location")
+            target = origin_of(urljoin(settings.token_url, location)) if location else "no Location"
             raise AuthenticationError(
-                "the auth service answered with something that is not JSON",
-                status=resp.status_code,
-                error="invalid_response",
-                hint="check METAFOLD_AUTH_DOMAIN",
-            ) from None
-    body = _json_or_none(resp)
-    error = body.get("error") if isinstance(body, dict) else None
-    description = body.get("error_description") if isinstance(body, dict) else None
-    status = resp.status_code
+                f"token exchange at {settings.auth_origin} answered HTTP {status} (a redirect to "
+                f"{scrubber.scrub(target)}): not followed, the client secret is sent to the token URL only",
+                status=status,
+                error="redirect",
+                hint="set METAFOLD_AUTH_DOMAIN to the auth service's own address",
+            )
+        if resp.ok:
+            return _token_answer(resp)
+        # scrubbed in a helper: the raw body (which may echo the secret) never sits in this frame
+        error, description, text = _auth_error_fields(resp, scrubber)
     if status in (401, 403):
         hint = (
             "check METAFOLD_CLIENT_ID / METAFOLD_CLIENT_SECRET (or create a new client on the account page)"
@@ -179,8 +291,7 @@ def exchange_token(http: requests.Session, settings: Settings) -> dict[str, Any]
     else:
         hint = "check METAFOLD_AUTH_DOMAIN and METAFOLD_AUDIENCE"
     raise AuthenticationError(
-        f"token exchange at {settings.auth_origin} refused (HTTP {status}): "
-        f"{description or error or _text_message(resp)}",
+        f"token exchange at {settings.auth_origin} refused (HTTP {status}): {description or error or text}",
         status=status,
         error=error,
         error_description=description,
@@ -188,16 +299,93 @@ def exchange_token(http: requests.Session, settings: Settings) -> dict[str, Any]
     )
 
 
+def _post_grant(http: requests.Session, settings: Settings) -> tuple[Any, TransportError | None]:
+    try:
+        with deadline(attempt_budget(settings.timeout)) as call:
+            resp = http.post(
+                settings.token_url,
+                data=_grant_body(settings),
+                headers={"Content-Type": "application/json"},
+                timeout=settings.timeout,
+                auth=NO_AUTH,
+                allow_redirects=False,
+            )
+    except (requests.RequestException, DeadlineExceeded) as exc:
+        return None, _transport_error("POST", settings.token_url, exc, settings.timeout, call.expired)
+    resp.request.body = None  # the response must not carry the secret around
+    resp._next = None  # type: ignore[attr-defined]  # nor requests' prepared next hop of a redirect
+    return resp, None
+
+
+def _grant_body(settings: Settings) -> bytes:
+    """The client-credentials grant, built at the last moment (it never raises)."""
+    return json.dumps(
+        {
+            "grant_type": "client_credentials",
+            "audience": settings.audience,
+            "client_id": settings.client_id,
+            "client_secret": settings.client_secret.reveal() if settings.client_secret is not None else "",
+        }
+    ).encode()
+
+
+def _token_answer(resp: requests.Response) -> dict[str, Any]:
+    try:
+        answer = resp.json(object_hook=_wrap_access_token)
+    except ValueError:
+        raise AuthenticationError(
+            "the auth service answered with something that is not JSON",
+            status=resp.status_code,
+            error="invalid_response",
+            hint="check METAFOLD_AUTH_DOMAIN",
+        ) from None
+    if not isinstance(answer, dict):
+        raise AuthenticationError(
+            f"the auth service answered with a JSON {type(answer).__name__}, not an object",
+            status=resp.status_code,
+            error="invalid_response",
+            hint="check METAFOLD_AUTH_DOMAIN",
+        )
+    return answer
+
+
+def _wrap_access_token(obj: dict[str, Any]) -> dict[str, Any]:
+    """json object_hook: tokens are wrapped while parsing, so no dict in any frame holds one raw."""
+    for key in ("access_token", "refresh_token", "id_token"):
+        if isinstance(obj.get(key), str):
+            obj[key] = Secret(obj[key])
+    return obj
+
+
+def _auth_error_fields(resp: requests.Response, scrubber: Scrubber) -> tuple[str | None, str | None, str]:
+    """The auth service's ``error`` and ``error_description`` (or its text), scrubbed."""
+    body = _json_or_none(resp)
+    error = _field(body, "error", scrubber)
+    description = _field(body, "error_description", scrubber)
+    return error, description, (scrubber.scrub(_text_message(resp)) if not (description or error) else "")
+
+
+def _field(body: Any, name: str, scrubber: Scrubber) -> str | None:
+    value = body.get(name) if isinstance(body, dict) else None
+    if value is None:
+        return None
+    text = " ".join(str(value).split())
+    return scrubber.scrub(text if len(text) <= 300 else text[:297] + "...")
+
+
 class Transport:
     """Sends API requests with the bearer token, timeouts and the replay-once rule."""
 
-    def __init__(self, settings: Settings, credentials: Credentials, http: requests.Session) -> None:
+    def __init__(
+        self, settings: Settings, credentials: Credentials, http: requests.Session, scrubber: Scrubber | None = None
+    ) -> None:
         self.settings = settings
         self.credentials = credentials
         self.http = http
         self.timeout = settings.timeout
         self.base_url = settings.base_url
         self.auth = BearerAuth(credentials, settings.api_origin)
+        self.scrubber = scrubber if scrubber is not None else Scrubber(settings.client_secret, settings.access_token)
 
     def url_for(self, path: str) -> str:
         """Resolve ``path`` against the base URL (absolute URLs are kept as they are)."""
@@ -229,33 +417,57 @@ class Transport:
         timeout = timeout or self.timeout
         for attempt in (1, 2):
             body = data() if callable(data) else data
-            try:
-                auth = self.auth if authorize else NO_AUTH
-                resp = self.http.request(method, url, data=body, timeout=timeout, auth=auth, **kwargs)
-            except requests.RequestException as exc:
-                raise _transport_error(method, url, exc, timeout) from None
+            resp, failure = self._send(method, url, body, timeout, authorize, kwargs)
+            if failure is not None:
+                raise failure  # outside any except block: no context chain into requests' frames
             if resp.status_code != 401 or attempt == 2 or not authorize or not self.credentials.refreshable:
                 break
-            sent = resp.request.headers.get("Authorization", "")
-            if not sent.startswith("Bearer ") or (body is not None and not callable(data) and _is_stream(body)):
+            sent = _bearer_of(resp.request)  # wrapped: a traceback shows this frame's locals
+            if sent is None or (body is not None and not callable(data) and _is_stream(body)):
                 break
-            _LOGGER.info("%s %s answered 401: refreshing the token and replaying once", method, resp.request.path_url)
+            _LOGGER.info("%s %s answered 401: refreshing the token and replaying once", method,
+                         redact_url(resp.request.path_url))
             resp.close()
-            self.credentials.invalidate(sent[len("Bearer ") :])
+            self.credentials.invalidate(sent)
         if not resp.ok:
-            raise error_from_response(resp)
+            error = error_from_response(resp, self.scrubber)
+            resp.close()
+            raise error
         return resp
+
+    def _send(
+        self, method: str, url: str, body: Any, timeout: Any, authorize: bool, kwargs: dict[str, Any]
+    ) -> tuple[Any, TransportError | None]:
+        """One request (urllib3's retries included), each attempt under the overall deadline."""
+        try:
+            with deadline(attempt_budget(timeout)) as call:
+                auth = self.auth if authorize else NO_AUTH
+                return self.http.request(method, url, data=body, timeout=timeout, auth=auth, **kwargs), None
+        except (requests.RequestException, DeadlineExceeded) as exc:
+            return None, _transport_error(method, url, exc, timeout, call.expired)
+
+    def scrub(self, text: Any) -> str:
+        """``text`` without this session's secret and tokens, nor anything shaped like a credential."""
+        return self.scrubber.scrub(text)
 
     def close(self) -> None:
         self.http.close()
 
 
-def error_from_response(resp: requests.Response) -> APIError:
-    """Map a non-2xx response to :class:`APIError` with the API's own message."""
+def error_from_response(resp: requests.Response, scrubber: Scrubber | None = None) -> APIError:
+    """Map a non-2xx response to :class:`APIError` with the API's own message (scrubbed)."""
     req = resp.request
     method = (req.method if req is not None else None) or "GET"
     url = (req.url if req is not None else None) or resp.url
-    return APIError(resp.status_code, method, url, api_message(resp))
+    message = api_message(resp)
+    if scrubber is not None:
+        message, url = scrubber.scrub(message), scrubber.scrub(url)
+    return APIError(resp.status_code, method, url, message)
+
+
+def _bearer_of(request: Any) -> Secret | None:
+    header = request.headers.get("Authorization", "") if request is not None else ""
+    return Secret(header[len("Bearer "):]) if header.startswith("Bearer ") else None
 
 
 def api_message(resp: requests.Response) -> str:
@@ -311,10 +523,17 @@ def _is_stream(body: Any) -> bool:
     return hasattr(body, "read") or (hasattr(body, "__iter__") and not isinstance(body, (bytes, str, dict, list)))
 
 
-def _transport_error(method: str, url: str, exc: BaseException, timeout: Any) -> TransportError:
+def _transport_error(method: str, url: str, exc: BaseException, timeout: Any, expired: bool = False) -> TransportError:
     connect_t, read_t = timeout if isinstance(timeout, tuple) else (timeout, timeout)
     text = repr(exc)
-    if isinstance(exc, requests.ConnectTimeout) or "ConnectTimeoutError" in text:
+    if expired or isinstance(exc, DeadlineExceeded):
+        message = (
+            f"no complete answer within {attempt_budget(timeout):g} s (connect + 2 x read timeout): "
+            "the server answers too slowly"
+        )
+    elif isinstance(exc, requests.TooManyRedirects):
+        message = f"more than {MAX_REDIRECTS} redirects"
+    elif isinstance(exc, requests.ConnectTimeout) or "ConnectTimeoutError" in text:
         message = f"could not connect within {connect_t:g} s"
     elif isinstance(exc, requests.ReadTimeout) or "ReadTimeoutError" in text:
         # after the read retry, requests reports a read timeout as a ConnectionError

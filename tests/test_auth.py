@@ -139,7 +139,7 @@ def test_failed_refresh_releases_the_lock():
 
 def test_exchange_without_token_in_answer_is_an_error():
     creds = ClientCredentials(lambda: {"token_type": "Bearer"})
-    with pytest.raises(AuthenticationError, match="without an access token"):
+    with pytest.raises(AuthenticationError, match="has no access_token"):
         creds.token()
 
 

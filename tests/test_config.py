@@ -175,3 +175,93 @@ def test_dotenv_private_file_does_not_warn(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", InsecureFileWarning)
         resolve_settings()
+
+
+# -- dotenv trust (issue 9, item 3) and loopback names (item 12) ---------------------------------
+
+
+def owned_by_someone_else(path, monkeypatch):
+    """Make ``path`` another user's: really (chown, as root), or by changing who we are."""
+    if os.geteuid() == 0:
+        os.chown(path, 65534, 65534)
+    else:  # cannot give a file away without root: be someone else instead
+        real = os.geteuid()
+        monkeypatch.setattr(os, "geteuid", lambda: real + 1)
+
+
+def test_dotenv_of_another_user_is_ignored_with_one_warning(tmp_path, monkeypatch):
+    outer = write_env(tmp_path / ".env", METAFOLD_CLIENT_ID="outer", METAFOLD_CLIENT_SECRET="s-outer")
+    inner_dir = tmp_path / "shared"
+    inner_dir.mkdir()
+    planted = write_env(inner_dir / ".env", METAFOLD_CLIENT_ID="planted", METAFOLD_CLIENT_SECRET="s-planted",
+                        METAFOLD_AUTH_DOMAIN="https://thief.example.invalid")
+    as_root = os.geteuid() == 0
+    owned_by_someone_else(planted, monkeypatch)  # without root, every file is now someone else's
+    monkeypatch.chdir(inner_dir)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        s = resolve_settings().settings
+        resolve_settings()
+    ignored = [w for w in caught if issubclass(w.category, InsecureFileWarning) and "ignoring" in str(w.message)]
+    assert len(ignored) == 1 and str(planted) in str(ignored[0].message)
+    assert "owned by another user" in str(ignored[0].message)
+    assert s.auth_origin == "https://metafold3d.us.auth0.com"  # nothing from the planted file
+    if as_root:
+        assert s.client_id == "outer" and outer.exists()  # the search went on upwards to the user's own file
+
+
+def test_dotenv_writable_by_others_is_ignored(tmp_path):
+    env = write_env(tmp_path / ".env", METAFOLD_CLIENT_ID="cid", METAFOLD_CLIENT_SECRET="sec")
+    env.chmod(0o606)
+    with pytest.warns(InsecureFileWarning, match="writable by other users"):
+        s = resolve_settings().settings
+    assert s.client_id is None
+
+
+def test_explicit_env_file_of_another_user_is_an_error(tmp_path, monkeypatch):
+    env = write_env(tmp_path / "team.env", METAFOLD_CLIENT_ID="cid", METAFOLD_CLIENT_SECRET="sec")
+    owned_by_someone_else(env, monkeypatch)
+    with pytest.raises(ConfigError, match="owned by another user"):
+        resolve_settings(env_file=env)
+
+
+def test_dotenv_search_stops_at_the_repository_root(tmp_path, monkeypatch):
+    write_env(tmp_path / ".env", METAFOLD_CLIENT_ID="above-the-repo", METAFOLD_CLIENT_SECRET="s")
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "sub").mkdir()
+    assert find_dotenv(repo / "sub") is None
+    write_env(repo / ".env", METAFOLD_CLIENT_ID="repo", METAFOLD_CLIENT_SECRET="s")
+    assert find_dotenv(repo / "sub") == repo / ".env"
+
+
+def test_dotenv_search_stops_at_the_home_directory(tmp_path, monkeypatch):
+    write_env(tmp_path / ".env", METAFOLD_CLIENT_ID="above-home", METAFOLD_CLIENT_SECRET="s")
+    home = tmp_path / "home" / "me"
+    (home / "work").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    assert find_dotenv(home / "work") is None
+    write_env(home / ".env", METAFOLD_CLIENT_ID="home", METAFOLD_CLIENT_SECRET="s")
+    assert find_dotenv(home / "work") == home / ".env"
+
+
+def test_dotenv_secret_is_wrapped_as_soon_as_it_is_read(tmp_path):
+    from metafold_jupyter.config import read_dotenv
+
+    values = read_dotenv(write_env(tmp_path / ".env", METAFOLD_CLIENT_ID="cid", METAFOLD_CLIENT_SECRET="s3cr3t-value",
+                                   METAFOLD_ACCESS_TOKEN="t0ken-value"))
+    assert values["METAFOLD_CLIENT_ID"] == "cid"
+    assert isinstance(values["METAFOLD_CLIENT_SECRET"], Secret) and "s3cr3t" not in repr(values)
+
+
+@pytest.mark.parametrize("host", ["metafold.localhost", "a.b.localhost", "localhost.", "127.0.0.1.nip.io"])
+def test_names_under_localhost_are_not_loopback(host):
+    assert not is_loopback(host)
+    with pytest.raises(ConfigError, match="plain http"):
+        check_secure_url(f"http://{host}/", "URL")
+
+
+def test_insecure_url_message_redacts_signatures():
+    with pytest.raises(ConfigError) as info:
+        check_secure_url("http://dl.example.invalid/blob?sig=abcdef123&x=1", "download link")
+    assert "abcdef123" not in str(info.value) and "sig=REDACTED" in str(info.value)

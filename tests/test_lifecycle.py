@@ -104,7 +104,10 @@ def test_duplicate_project_unknown_source_is_the_apis_one_line(session, sandbox)
     with pytest.raises(APIError) as info:
         mf.duplicate_project("999999", "copy")
     assert info.value.status == 400
-    assert str(info.value) == "POST /projects failed (HTTP 400): source: Project '999999' does not exist"
+    assert info.value.message == "source: Project '999999' does not exist"
+    assert str(info.value) == (
+        "POST /projects failed (HTTP 400): source: Project '999999' does not exist — check the arguments"
+    )
     assert len(sandbox.store.visible_projects(store_project(sandbox, 3).user)) == 10
 
 
@@ -114,8 +117,10 @@ def test_duplicate_project_name_conflict_as_the_api_reports_it(session, sandbox)
                    body='{"errors": [{"field": "name", "msg": "A project named \'Template\' already exists"}]}')
     with pytest.raises(APIError) as info:
         mf.duplicate_project("3", "Template")
-    assert str(info.value) == "POST /projects failed (HTTP 409): name: A project named 'Template' already exists"
-    assert info.value.hint == "choose another name"
+    assert info.value.message == "name: A project named 'Template' already exists"
+    assert str(info.value) == (
+        "POST /projects failed (HTTP 409): name: A project named 'Template' already exists — choose another name"
+    )
     assert len(sent(sandbox, "POST", "/projects")) == 1
 
 

@@ -204,7 +204,18 @@ def check_assets_and_workflows(nb: nbformat.NotebookNode) -> None:
     warning = texts(next(c for c in code_cells(nb) if "sandbox/fail" in c.source), "stderr")
     assert "ended in failure" in warning and "Simulated failure" in warning
     assert "HTTP 400" in texts(cell(nb, "broken = "))
-    assert images(nb) >= 2  # the tetrahedron and the timeline
+    assert images(nb) >= 3  # the tetrahedron, the timeline and the remeshed result
+    # the 3D views: the interactive figure and its picture, in one output each
+    for source, title in (("%metafold show", "tetrahedron-"), ('mf.show(result["id"])', "remesh-")):
+        (out,) = [o for o in cell(nb, source).outputs if "application/vnd.plotly.v1+json" in o.get("data", {})]
+        assert "image/png" in out.data
+        assert title in out.data["application/vnd.plotly.v1+json"]["layout"]["title"]["text"]
+    # the view shows the remeshed result's own triangles, as many as the job reported
+    assert f"{int(counted[1]):,} faces" in texts(cell(nb, 'mf.show(result["id"])'))
+    compared = texts(cell(nb, "compared = "))
+    assert "tetrahedron-" in compared and "remesh-" in compared and "preprocess-" in compared
+    assert "volume 166.7 mm³" in texts(cell(nb, "tetra = ")) and "closed: True" in texts(cell(nb, "tetra = "))
+    assert "torus.ply" in texts(cell(nb, "every = ")) and "gear.glb" in texts(cell(nb, "every = "))
 
 
 def check_design_study(nb: nbformat.NotebookNode) -> None:
@@ -369,7 +380,11 @@ def test_binder_installs_this_package_with_notebook_extras():
     requirements = [
         line.split("#", 1)[0].strip() for line in (BINDER / "requirements.txt").read_text().splitlines()
     ]
-    assert ".[notebooks]" in requirements  # pip resolves "." against repo2docker's cwd: the repository root
+    assert ".[notebooks,3d]" in requirements  # pip resolves "." against repo2docker's cwd: the repository root
     assert (BINDER / "runtime.txt").read_text().strip() == "python-3.11"
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert any(req.startswith("matplotlib") for req in extras["notebooks"])
+    assert "metafold-jupyter[3d]" in extras["notebooks"]  # the 3D views wherever the notebooks run
+    assert {"trimesh", "plotly", "fast-simplification", "matplotlib"} <= {
+        req.split(">")[0].split("=")[0] for req in extras["3d"]
+    }

@@ -16,6 +16,9 @@ import metafold_jupyter as mf
 from metafold_jupyter.errors import APIError, IntegrityError, MetafoldError, PollTimeout, TransportError
 from metafold_jupyter.operations import WorkflowFailedWarning
 
+# Every transfer and workflow test runs against the live and the reference-shaped sandbox.
+pytestmark = pytest.mark.answer_shapes("live", "reference")
+
 OK_WORKFLOW = """\
 jobs:
   preprocess:
@@ -114,7 +117,7 @@ def test_download_does_not_replace_an_existing_file_on_failure(session, sandbox,
     sandbox.inject("/blobs/*", status=200, body=b"x" * asset["size"], content_type="application/octet-stream",
                    origin="download")
     with pytest.raises(IntegrityError):
-        mf.download_asset(asset["id"], progress=False)
+        mf.download_asset(asset["id"], progress=False, overwrite=True)
     assert (tmp_path / "cube.stl").read_text() == "my precious notes" and part_files(tmp_path) == []
 
 
@@ -157,6 +160,17 @@ def test_upload_existing_filename_is_a_clear_error(session, tmp_path):
         mf.upload_asset(tmp_path / "cube.stl", progress=False)
 
 
+def test_upload_over_quota_says_the_limit_is_reached(session, sandbox, tmp_path):
+    sandbox.set_quota(**{"import": 0})
+    src = tmp_path / "over.stl"
+    src.write_bytes(b"solid a\nendsolid a\n")
+    with pytest.raises(APIError) as info:
+        mf.upload_asset(src, progress=False)
+    assert info.value.status == 403 and info.value.message == "Import quota exceeded"  # in either error shape
+    assert "usage limit is reached" in info.value.hint
+    assert "%metafold quota" in info.value.hint and "%metafold license" in info.value.hint
+
+
 def test_upload_replayed_after_a_revoked_token(session, sandbox, tmp_path):
     src = tmp_path / "after-revoke.stl"
     src.write_bytes(b"solid a\nendsolid a\n" * 100)
@@ -170,9 +184,12 @@ def test_upload_replayed_after_a_revoked_token(session, sandbox, tmp_path):
 # -- workflows --------------------------------------------------------------------------
 
 
-def test_run_workflow_success_returns_jobs(session, sandbox):
+def test_run_workflow_success_returns_jobs(session, sandbox, answer_shape):
     before = {a["id"] for a in session.get_json(f"/projects/{session.project_id}/assets")}
     jobs = mf.run_workflow(OK_WORKFLOW, progress=False)
+    polls = {r.path for r in sandbox.requests if r.path.endswith("/status")}
+    # without a link in the dispatch answer (the reference's shape) the client polls the documented path
+    assert polls == {f"/projects/{session.project_id}/workflows/{jobs.iloc[0]['workflow_id']}/status"}
     assert list(jobs["name"]) == ["preprocess", "sample", "remesh"]
     assert set(jobs["state"]) == {"success"}
     assert leading(jobs, "jobs") == expected_dtypes("jobs")
@@ -234,7 +251,7 @@ def test_run_workflow_poll_interval_grows(session, sandbox):
 def test_run_workflow_bad_yaml_is_a_400(session):
     with pytest.raises(APIError) as info:
         mf.run_workflow("jobs: [unclosed", progress=False)
-    assert info.value.status == 400
+    assert info.value.status == 400 and info.value.message.startswith("definition: ")
 
 
 def test_run_workflow_accepts_a_dict(session):
@@ -245,6 +262,7 @@ def test_run_workflow_accepts_a_dict(session):
 # -- the official SDK ------------------------------------------------------------------------
 
 
+@pytest.mark.answer_shapes("live")  # the SDK's own models parse RFC 1123 only and reject unknown keys
 def test_sdk_client_shares_the_session_token(session, sandbox):
     pytest.importorskip("metafold")
     client = mf.sdk_client()

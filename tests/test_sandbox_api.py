@@ -177,6 +177,7 @@ def test_assets_seed_has_real_meshes(api):
 
 def test_asset_upload_checksum_size_and_duplicate(api, sandbox):
     payload = bytes(range(256)) * 4097
+    imports = api.get("/user/usage").json()["import"]
     r = api.post(f"/projects/{api.pid}/assets", files={"file": ("part.bin", payload)})
     assert r.status_code == 201
     asset = r.json()
@@ -188,7 +189,7 @@ def test_asset_upload_checksum_size_and_duplicate(api, sandbox):
     dup = api.post(f"/projects/{api.pid}/assets", files={"file": ("part.bin", b"other")})
     assert dup.status_code == 400
     assert dup.json() == {"errors": [{"field": "file", "msg": "Asset with filename 'part.bin' already exists"}]}
-    assert api.get("/user/usage").json()["import"] == 6
+    assert api.get("/user/usage").json()["import"] == imports + 1
 
 
 def test_asset_upload_import_quota_exhausted_is_403(api, sandbox):
@@ -308,5 +309,5 @@ def test_reset_restores_seed(api, sandbox):
     sandbox.reset()
     projects = api.get("/projects").json()
     assert [p["id"] for p in projects] == ["11", "10", "9", "8", "7", "6", "4", "3", "2", "1"]
-    assert len(api.get(f"/projects/{api.pid}/assets").json()) == 7
+    assert len(api.get(f"/projects/{api.pid}/assets").json()) == 9
     assert len(sandbox.requests) == 2

@@ -140,3 +140,47 @@ def test_api_token_from_another_sandbox_is_401(sandbox):
         foreign = exchange(other).json()["access_token"]
     r = requests.get(sandbox.url + "/projects", headers=bearer(foreign), timeout=10)
     assert r.status_code == 401
+
+
+@pytest.mark.parametrize("which", ["canonical", "canonical/", "own url", "own url/"])
+def test_token_accepts_its_audience_with_and_without_trailing_slash(sandbox, which):
+    """The official SDK's client-credentials mode sends its base URL as the audience:
+    ``https://api.metafold3d.com/`` against the real service, the sandbox's URL against the sandbox."""
+    audience = {"canonical": "https://api.metafold3d.com", "canonical/": "https://api.metafold3d.com/",
+                "own url": sandbox.url, "own url/": sandbox.url + "/"}[which]
+    r = exchange(sandbox, audience=audience)
+    assert r.status_code == 200
+    token = r.json()["access_token"]
+    # the token's audience is the API's, however the request spelled it
+    assert jwt.decode(token, options={"verify_signature": False})["aud"] == "https://api.metafold3d.com"
+    assert requests.get(sandbox.url + "/user/quota", headers=bearer(token), timeout=10).ok
+
+
+@pytest.mark.parametrize("audience", [
+    "https://api.metafold3d.com//", "https://api.metafold3d.com/v1", "http://api.metafold3d.com",
+    "https://API.metafold3d.com.evil.example", "api.metafold3d.com", "https://127.0.0.1:1/",
+])
+def test_token_refuses_other_audiences_with_403(sandbox, audience):
+    r = exchange(sandbox, audience=audience)
+    assert r.status_code == 403 and r.json()["error"] == "access_denied"
+    assert sandbox.issued_tokens == []
+
+
+def test_login_to_the_tls_sandbox_trusting_its_ca_through_requests_ca_bundle(monkeypatch):
+    """metafold-jupyter itself over HTTPS on loopback: the CA comes from REQUESTS_CA_BUNDLE,
+    as for any requests-based client; without it the login fails on the certificate, before any secret is sent."""
+    import metafold_jupyter as mf
+    from metafold_jupyter.errors import MetafoldError
+
+    with Sandbox(tls=True) as sb:
+        assert sb.url.startswith("https://127.0.0.1:")
+        with pytest.raises(MetafoldError, match="certificate"):
+            mf.login(sb.client_id, sb.client_secret, auth_domain=sb.url, base_url=sb.url)
+        assert sb.token_exchanges == 0  # refused at the handshake: the secret never left the client
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(sb.ca_bundle))
+        session = mf.login(sb.client_id, sb.client_secret, auth_domain=sb.url, base_url=sb.url)
+        status = session.status()
+        assert status["sandbox"] is True and status["base_url"].startswith(sb.url)
+        assert len(mf.projects()) == 10 and session.token_exchanges == 1
+        assert {r.origin for r in sb.requests} == {"api"}
+        mf.logout()

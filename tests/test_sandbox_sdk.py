@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 import requests
+
+from metafold_jupyter.sandbox import Sandbox
 
 metafold = pytest.importorskip("metafold", reason="the official metafold SDK (Python >= 3.11) is not installed")
 from metafold import MetafoldClient  # noqa: E402
@@ -22,7 +25,7 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture
 def client(sandbox):
-    """An SDK client in access-token mode (its client-credentials mode needs https)."""
+    """An SDK client in access-token mode (its client-credentials mode needs https: see the TLS test below)."""
     r = requests.post(
         sandbox.url + "/oauth/token",
         json={
@@ -137,8 +140,6 @@ def test_sdk_workflow_cancel_and_failure(client, sandbox):
 
 def test_sdk_runs_metafolds_example_workflow_as_its_helpers_read_it(client, sandbox):
     """sample-mesh.yml with the input supplied at dispatch, read back as the SDK's own helpers do."""
-    from pathlib import Path
-
     definition = (Path(__file__).resolve().parent.parent / "notebooks" / "workflows" / "sample-mesh.yml").read_text()
     workflow = client.workflows.run(definition, assets={"preprocess-mesh.mesh": "cube.stl"},
                                     parameters={"sample-mesh.resolution": "24"}, timeout=30)
@@ -155,3 +156,57 @@ def test_sdk_runs_metafolds_example_workflow_as_its_helpers_read_it(client, sand
     for job_id in workflow.jobs:
         job = client.jobs.get(job_id)
         assert job.state == "success" and job.outputs.assets
+
+
+CUBE_STL = b"""solid cube
+facet normal 0 0 -1
+ outer loop
+  vertex 0 0 0
+  vertex 1 1 0
+  vertex 1 0 0
+ endloop
+endfacet
+facet normal 0 0 -1
+ outer loop
+  vertex 0 0 0
+  vertex 0 1 0
+  vertex 1 1 0
+ endloop
+endfacet
+endsolid cube
+"""
+
+
+def test_sdk_client_credentials_login_over_tls(monkeypatch, tmp_path):
+    """The SDK's own login, as Metafold's examples/run_workflow.py does it, unmodified: it builds
+    https://<auth_domain>/oauth/token and sends its base URL (with the trailing slash) as the
+    audience; the throwaway CA is trusted through REQUESTS_CA_BUNDLE."""
+    with Sandbox(tls=True, workflow_duration=0.5) as sb:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(sb.ca_bundle))
+        netloc = sb.url.removeprefix("https://")
+        m = MetafoldClient(project_id=sb.default_project_id, client_id=sb.client_id,
+                           client_secret=sb.client_secret, auth_domain=netloc, base_url=f"https://{netloc}/")
+        try:
+            projects = m.projects.list()
+            assert len(projects) == 10 and m.projects.get().name == "Sandbox playground"
+            token_call = next(r for r in sb.requests if r.path == "/oauth/token")
+            assert token_call.status == 200
+            mesh = tmp_path / "sdk-cube.stl"
+            mesh.write_bytes(CUBE_STL)
+            asset = m.assets.create(mesh.resolve())
+            assert asset.filename == "sdk-cube.stl" and asset.checksum == "sha256:" + hashlib.sha256(CUBE_STL).hexdigest()
+            # Metafold's own example workflow, as published, with the uploaded mesh as its input
+            definition = (Path(__file__).resolve().parent.parent / "notebooks" / "workflows" / "sample-mesh.yml"
+                          ).read_text()
+            workflow = m.workflows.run(definition, assets={"preprocess-mesh.mesh": "sdk-cube.stl"},
+                                       parameters={"sample-mesh.resolution": "16"}, timeout=60)
+            assert workflow.state == "success"
+            jobs = [m.jobs.get(j) for j in workflow.jobs]
+            assert [j.state for j in jobs] == ["success"] * 3
+            assert jobs[0].inputs.assets["mesh"].id == asset.id
+            # one token for the whole session, every call over HTTPS, connections kept alive
+            assert sb.token_exchanges == 1 and len(sb.issued_tokens) == 1
+            api_calls = [r for r in sb.requests if r.origin == "api"]
+            assert len(api_calls) > 5 and sb.accepted_connections["api"] < len(api_calls)
+        finally:
+            m._session.close()

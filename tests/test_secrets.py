@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import traceback
 
 import pytest
@@ -13,7 +14,22 @@ from metafold_jupyter.errors import MetafoldError
 
 
 def shown(exc: BaseException) -> list[str]:
-    return [str(exc), repr(exc), "".join(traceback.format_exception(exc))]
+    """str, repr, the traceback, and the traceback with every frame's local variables
+    (pytest --showlocals, Sentry), which would show a secret held in a local variable.
+
+    The traceback starts at the package's first frame: the test's own frames hold what
+    the test passes in, as a user's cell would.
+    """
+    tb = exc.__traceback__
+    while tb is not None and f"{os.sep}metafold_jupyter{os.sep}" not in tb.tb_frame.f_code.co_filename:
+        tb = tb.tb_next
+    exc = exc.with_traceback(tb)
+    return [
+        str(exc),
+        repr(exc),
+        "".join(traceback.format_exception(exc)),
+        "".join(traceback.TracebackException.from_exception(exc, capture_locals=True).format()),
+    ]
 
 
 @pytest.fixture
@@ -55,4 +71,37 @@ def test_no_secret_or_token_in_errors_or_debug_logs(sandbox, debug_logs):
     texts.append(debug_logs.text)
     assert len(debug_logs.records) > 5  # the logs really were captured
     assert len([t for t in texts if "failed" in t or "refused" in t]) >= 5
+    assert any("Secret('********')" in t for t in texts)  # frames holding the secret were rendered, wrapped
     assert leaks(texts, secrets_of(sandbox)) == []
+
+
+def test_no_secret_in_tracebacks_with_locals_from_every_entry_point(sandbox, tmp_path, monkeypatch):
+    """Each way credentials come in (arguments, environment, .env, the prompt), each failing."""
+    from metafold_jupyter import kernel_session
+
+    texts: list[str] = []
+
+    def attempt(fn):
+        try:
+            fn()
+        except MetafoldError as exc:
+            texts.extend(shown(exc))
+
+    wrong = sandbox.client_secret + "-wrong"
+    attempt(lambda: mf.login(sandbox.client_id, wrong, auth_domain=sandbox.url, base_url=sandbox.url))
+    attempt(lambda: kernel_session.login_with_prompted(sandbox.client_id, wrong, auth_domain=sandbox.url,
+                                                       base_url=sandbox.url))
+    env = tmp_path / "creds.env"
+    env.write_text(f"METAFOLD_CLIENT_ID={sandbox.client_id}\nMETAFOLD_CLIENT_SECRET={wrong}\n"
+                   f"METAFOLD_AUTH_DOMAIN={sandbox.url}\nMETAFOLD_BASE_URL={sandbox.url}\n")
+    env.chmod(0o600)
+    attempt(lambda: mf.login(env_file=env))
+    monkeypatch.setenv("METAFOLD_CLIENT_ID", sandbox.client_id)
+    monkeypatch.setenv("METAFOLD_CLIENT_SECRET", wrong)
+    attempt(lambda: mf.login(auth_domain=sandbox.url, base_url=sandbox.url))
+    attempt(lambda: mf.login(auth_domain="http://auth.example.invalid"))  # refused before sending
+    monkeypatch.setattr("builtins.input", lambda prompt="": sandbox.client_id)
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": wrong)
+    attempt(lambda: mf.login(prompt=True, auth_domain=sandbox.url, base_url=sandbox.url))
+    assert len(texts) == 6 * 4
+    assert leaks(texts, [wrong, *secrets_of(sandbox)]) == []

@@ -59,6 +59,9 @@ def test_login_from_dotenv_leaves_environ_untouched(sandbox, tmp_path):
 def test_login_environment_wins_over_dotenv(sandbox, tmp_path, monkeypatch):
     write_env(tmp_path / ".env", sandbox, METAFOLD_CLIENT_SECRET="wrong-secret-in-dotenv")
     monkeypatch.setenv("METAFOLD_CLIENT_SECRET", sandbox.client_secret)
+    # where the secret goes comes from where the secret comes from (the environment here)
+    monkeypatch.setenv("METAFOLD_AUTH_DOMAIN", sandbox.url)
+    monkeypatch.setenv("METAFOLD_BASE_URL", sandbox.url)
     assert mf.login().status()["source"] == f"{tmp_path / '.env'} + environment"
 
 
@@ -217,14 +220,12 @@ def test_token_cache_file_mode_and_contents(sandbox, tmp_path):
     data = json.loads(content)
     assert set(data) == {"access_token", "expires_at", "lifetime"}
     assert data["access_token"] == sandbox.issued_tokens[-1]
-    mf.logout()
-    s = login_to(sandbox, remember=True)  # a "restarted kernel": no new exchange
+    s = login_to(sandbox, remember=True)  # as a restarted kernel would: no new exchange
     assert sandbox.token_exchanges == 1 and s.get_json("/user/usage")
 
 
 def test_token_cache_discarded_on_401(sandbox, tmp_path):
     login_to(sandbox, remember=True)
-    mf.logout()
     sandbox.revoke_tokens()
     s = login_to(sandbox, remember=True)  # cached token is reused, then rejected
     assert s.get_json("/user/usage")
@@ -254,3 +255,85 @@ def test_login_with_bad_concurrency_fails_before_any_exchange(sandbox):
     with pytest.raises(ConfigError, match="from 1 to 16"):
         login_to(sandbox, concurrency=0)
     assert sandbox.token_exchanges == 0
+
+
+# -- token cache hardening (issue 9, item 6) -----------------------------------------------------
+
+
+def cache_files(tmp_path):
+    return list((tmp_path / "cache").rglob("token-*.json"))
+
+
+def test_token_cache_wrong_secret_still_fails_at_login(sandbox, tmp_path):
+    login_to(sandbox, remember=True)
+    assert len(cache_files(tmp_path)) == 1 and sandbox.token_exchanges == 1
+    with pytest.raises(AuthenticationError) as info:
+        mf.login(sandbox.client_id, "not-the-secret", auth_domain=sandbox.url, base_url=sandbox.url, remember=True)
+    assert info.value.status == 401 and sandbox.token_exchanges == 2  # no login from the cache
+
+
+def test_token_cache_logout_deletes_the_token(sandbox, tmp_path):
+    login_to(sandbox, remember=True)
+    (cached,) = cache_files(tmp_path)
+    mf.logout()
+    assert not cached.exists()
+    login_to(sandbox, remember=True)
+    assert sandbox.token_exchanges == 2
+
+
+def test_token_cache_planted_symlinks_receive_nothing(sandbox, tmp_path):
+    import os
+
+    login_to(sandbox, remember=True)
+    (cached,) = cache_files(tmp_path)
+    mf.logout()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    # the old fixed temporary name, and the cache file itself, both pointing at the victim
+    cached.with_suffix(f".{os.getpid()}.tmp").symlink_to(victim)
+    cached.symlink_to(victim)
+    s = login_to(sandbox, remember=True)  # the symlink is not read as a cache...
+    assert sandbox.token_exchanges == 2 and s.get_json("/user/usage")
+    assert victim.read_text() == "precious"  # ...and the token is never written through it
+    assert cached.is_file() and not cached.is_symlink()
+    assert sandbox.issued_tokens[-1] in cached.read_text()
+
+
+def test_token_cache_directory_others_can_write_is_fixed(sandbox, tmp_path):
+    directory = tmp_path / "cache" / "metafold-jupyter"
+    directory.mkdir(parents=True)
+    directory.chmod(0o777)
+    login_to(sandbox, remember=True)
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700 and len(cache_files(tmp_path)) == 1
+
+
+def test_token_cache_directory_of_another_user_is_refused(sandbox, tmp_path, caplog):
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give a directory to another user")
+    directory = tmp_path / "cache" / "metafold-jupyter"
+    directory.mkdir(parents=True)
+    os.chown(directory, 65534, 65534)
+    s = login_to(sandbox, remember=True)
+    assert s.get_json("/user/usage") and cache_files(tmp_path) == []
+    assert "belongs to another user" in caplog.text
+
+
+@pytest.mark.parametrize("change", [
+    {"expires_at": 1e300}, {"expires_at": float("inf")}, {"expires_at": "tomorrow"}, {"lifetime": -1},
+    {"lifetime": 1e9}, {"access_token": None}, {"access_token": "has spaces in it"}, "not json",
+])
+def test_token_cache_implausible_values_are_dropped(sandbox, tmp_path, change):
+    import json
+
+    login_to(sandbox, remember=True)
+    (cached,) = cache_files(tmp_path)
+    if isinstance(change, dict):
+        cached.write_text(json.dumps({**json.loads(cached.read_text()), **change}))
+    else:
+        cached.write_text(change)
+    s = login_to(sandbox, remember=True)
+    assert sandbox.token_exchanges == 2  # not used: a new exchange
+    st = s.status()
+    assert st["expires_in"] <= 86400 and s.describe()

@@ -109,7 +109,9 @@ def test_error_shapes_become_api_error_messages(session, sandbox, status, body, 
     with pytest.raises(APIError) as info:
         session.request("POST", "/projects", json={"name": "x"})
     assert (info.value.status, info.value.message) == (status, message)
-    assert f"POST /projects failed (HTTP {status}): {message}" == str(info.value)
+    # str() is one line: what failed, then the hint (interface: "Errors")
+    assert info.value.hint
+    assert str(info.value) == f"POST /projects failed (HTTP {status}): {message} — {info.value.hint}"
 
 
 def test_real_404_and_400_from_the_api(session, sandbox):
@@ -154,42 +156,40 @@ def test_netrc_does_not_override_the_bearer_token(session, sandbox, tmp_path, mo
 
 
 def test_keep_alive_one_connection_for_many_calls(sandbox):
-    """The sandbox (werkzeug's server) closes every connection, so this uses a small
-    HTTP/1.1 server that keeps them open, as the real API does, and counts them."""
-    import http.server
-    import json
-    import threading
+    """The sandbox keeps HTTP/1.1 connections alive like the real API: 20 calls, one TCP connection."""
+    import metafold_jupyter as mf
 
-    peers = []
+    s = mf.login(sandbox.client_id, sandbox.client_secret, auth_domain=sandbox.url, base_url=sandbox.url)
+    assert s.get_json("/user/usage")  # the API calls' connection is open now
+    before = sandbox.accepted_connections["api"]
+    for _ in range(20):
+        assert s.get_json("/user/usage")
+    assert sandbox.accepted_connections["api"] == before  # 20 more calls, no new connection
+    calls = [r for r in sandbox.requests if r.path == "/user/usage"]
+    assert len(calls) == 21 and all(r.status == 200 for r in calls)
 
-    class KeepAlive(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
 
-        def do_GET(self):  # noqa: N802 - http.server's name
-            peers.append(self.client_address)
-            body = json.dumps({"project": 1}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+# -- issue 9, item 7: what the session still takes from the environment -----------------------------
 
-        def log_message(self, *args):
-            pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), KeepAlive)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        api = f"http://127.0.0.1:{server.server_address[1]}"
-        import metafold_jupyter as mf
+def test_environment_ca_bundle_and_proxies_are_honoured_but_not_netrc(tmp_path, monkeypatch):
+    from metafold_jupyter.config import Settings
+    from metafold_jupyter.transport import build_http, environment_proxies
 
-        # the token comes from the sandbox, the API calls go to the keep-alive server
-        s = mf.login(sandbox.client_id, sandbox.client_secret, auth_domain=sandbox.url, base_url=api)
-        for _ in range(20):
-            assert s.get_json("/user/usage") == {"project": 1}
-        assert len(peers) == 20 and len(set(peers)) == 1  # 20 calls, one TCP connection
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.example.invalid")
+    http = build_http(Settings(base_url="https://api.metafold3d.com/"))
+    assert http.trust_env is False  # so requests never reads ~/.netrc
+    merged = http.merge_environment_settings("https://api.metafold3d.com/projects", {}, None, None, None)
+    assert merged["verify"] == str(bundle)
+    assert merged["proxies"]["https"] == "http://proxy.example.invalid:3128"
+    assert environment_proxies("https://internal.example.invalid/x") == {}  # NO_PROXY
+    assert environment_proxies("http://127.0.0.1:8000/oauth/token") == {}  # loopback never goes through one
+    assert http.merge_environment_settings("https://x.example.invalid/", {}, None, False, None)["verify"] is False
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    monkeypatch.setenv("CURL_CA_BUNDLE", str(bundle))
+    assert http.merge_environment_settings("https://api.metafold3d.com/", {}, None, None, None)["verify"] == str(bundle)
+    http.close()

@@ -1,7 +1,7 @@
 """The embedded Metafold sandbox: a local stand-in for the auth service and the API.
 
 ``from metafold_jupyter.sandbox import Sandbox`` loads the server machinery
-(werkzeug, PyJWT, PyYAML) on first use only; importing this package itself is
+(werkzeug, cheroot, PyJWT, PyYAML) on first use only; importing this package itself is
 cheap. The sandbox shares nothing with the rest of metafold_jupyter but the
 contract in ``metafold-api.md``.
 

@@ -1,10 +1,11 @@
 """Command line: serve the Metafold sandbox in the foreground.
 
-    python -m metafold_jupyter.sandbox [--host 127.0.0.1] [--port N] ...
+    python -m metafold_jupyter.sandbox [--host 127.0.0.1] [--port N] [--tls] ...
     metafold-sandbox --port 8000
 
 Prints the URLs, the (public, fixed) sandbox credentials and the environment
-lines that point metafold-jupyter (or the official SDK) at it; Ctrl-C stops it.
+lines that point metafold-jupyter (or the official SDK) at it, and with
+``--tls`` the CA bundle clients must trust; Ctrl-C stops it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from .server import Sandbox
+from .server import DEFAULT_MAX_UPLOAD_MIB, Sandbox
 
 __all__ = ["main", "build_parser"]
 
@@ -56,6 +57,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer a dispatch with 429 + Retry-After while N workflows are in flight (default: no limit)",
     )
     parser.add_argument(
+        "--answer-shape", choices=("live", "reference"), default="live",
+        help="answer like the live service and the official SDK (default), or like the published OpenAPI "
+        "reference (ISO 8601 dates, link on asset list items, no link on dispatch, {code, name, description} errors)",
+    )
+    parser.add_argument(
+        "--date-style", choices=("rfc1123", "iso8601"), default=None,
+        help="date format of the answers (default: rfc1123 for live answers, iso8601 for reference answers)",
+    )
+    parser.add_argument(
+        "--max-upload-mib", type=float, default=DEFAULT_MAX_UPLOAD_MIB, metavar="N",
+        help=f"largest upload accepted, in MiB; bigger ones get 413 (default: {DEFAULT_MAX_UPLOAD_MIB})",
+    )
+    parser.add_argument(
+        "--tls", action="store_true",
+        help="serve HTTPS with a throwaway CA (prints the CA bundle for REQUESTS_CA_BUNDLE; needs trustme)",
+    )
+    parser.add_argument(
         "--allow-remote", action="store_true", help="allow a non-loopback --host (the credentials are public!)"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
@@ -82,8 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             download_mib_s=args.download_mib_s,
             allow_remote=args.allow_remote,
             max_running_workflows=args.max_running_workflows,
+            answer_shape=args.answer_shape,
+            date_style=args.date_style,
+            tls=args.tls,
+            max_upload_mib=args.max_upload_mib,
         ).start()
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, ImportError) as exc:
         print(f"metafold-sandbox: {exc}", file=sys.stderr)
         return 2
     done = threading.Event()
@@ -96,9 +118,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  client ID:        {sandbox.client_id}")
         print(f"  client secret:    {sandbox.client_secret}   (public sandbox value, not a real secret)")
         print(f"  default project:  {sandbox.default_project_id}")
+        print(f"  answers:          {sandbox.shape.answers}, dates in {sandbox.shape.date_style}")
         print("Environment for metafold-jupyter:")
         for name, value in sandbox.env().items():
             print(f"  {name}={value}")
+        if sandbox.ca_bundle is not None:
+            print(f"TLS: certificates are signed by a throwaway CA: {sandbox.ca_bundle}")
+            print("  trust it in every client (requests, the official SDK, metafold-jupyter) with")
+            print(f"  export REQUESTS_CA_BUNDLE={sandbox.ca_bundle}")
+            netloc = sandbox.url.split("://", 1)[1]
+            print("Official SDK, client-credentials mode:")
+            print(f'  MetafoldClient(client_id="{sandbox.client_id}", client_secret="{sandbox.client_secret}",')
+            print(f'                 auth_domain="{netloc}", base_url="{sandbox.url}/")')
         print("Press Ctrl-C to stop.", flush=True)
         while not done.wait(0.5):
             pass

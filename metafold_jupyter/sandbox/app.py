@@ -9,11 +9,10 @@ error shapes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import posixpath
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -31,13 +30,14 @@ from .replies import (
     json_reply,
     status_body,
 )
+from .shape import AnswerShape, current_style
 from .store import Store
 from .tokens import TokenError, TokenIssuer
+from .uploads import receive_upload
 
 __all__ = ["SandboxApp"]
 
 _LOGGER = logging.getLogger(__name__)
-_BLOCK = 1 << 20
 
 
 class _Request(Request):
@@ -83,9 +83,12 @@ class SandboxApp:
         signer: makes signed download links.
         client_id: the one accepted client ID.
         client_secret: its secret.
-        audience: the one accepted audience.
+        audience: the API's audience; the token endpoint also accepts it with a
+            trailing slash, and the sandbox's own URL with or without one.
         public_url: returns the sandbox URL once it is serving (None before;
             links then use the request's host).
+        shape: how answers are worded (live or reference, date style); see ``shape``.
+        max_upload_bytes: largest upload accepted (413 beyond).
     """
 
     def __init__(
@@ -98,6 +101,8 @@ class SandboxApp:
         client_secret: str,
         audience: str,
         public_url: Callable[[], str | None],
+        shape: AnswerShape | None = None,
+        max_upload_bytes: int = 1 << 30,
     ) -> None:
         self.store = store
         self.tokens = tokens
@@ -106,6 +111,8 @@ class SandboxApp:
         self.client_secret = client_secret
         self.audience = audience
         self.public_url = public_url
+        self.shape = shape if shape is not None else AnswerShape()
+        self.max_upload_bytes = max_upload_bytes
         self.url_map = Map(_rules(), strict_slashes=False)
 
     # --------------------------------------------------------------- plumbing
@@ -115,7 +122,8 @@ class SandboxApp:
     def wsgi_app(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         """Dispatch one request to its ``on_<endpoint>`` handler."""
         request = _Request(environ)
-        response = self.dispatch_request(request)
+        with self.shape.active():  # one answer, one shape (even if switched meanwhile)
+            response = self.dispatch_request(request)
         return response(environ, start_response)
 
     def dispatch_request(self, request: _Request) -> Response:
@@ -200,7 +208,7 @@ class SandboxApp:
         if params["client_id"] != self.client_id or params["client_secret"] != self.client_secret:
             return self._auth0_error(401, "access_denied", "Unauthorized")
         audience = params["audience"]
-        if audience != self.audience:
+        if not self._is_own_audience(audience):
             return self._auth0_error(
                 403,
                 "access_denied",
@@ -213,6 +221,16 @@ class SandboxApp:
             200,
             {"Cache-Control": "no-store", "Pragma": "no-cache"},
         )
+
+    def _is_own_audience(self, audience: str) -> bool:
+        # The official SDK's client-credentials mode sends its base URL as the
+        # audience: "https://api.metafold3d.com/" against the real service, this
+        # sandbox's own URL (with the slash) against the sandbox.
+        own = {self.audience.rstrip("/")}
+        url = self.public_url()
+        if url:
+            own.add(url.rstrip("/"))
+        return audience.removesuffix("/") in own
 
     @staticmethod
     def _auth0_error(status: int, error: str, description: str) -> Response:
@@ -268,6 +286,8 @@ class SandboxApp:
     def on_assets(self, request: _Request, pid: str) -> Response:
         """``GET /projects/{pid}/assets`` with ``sort`` and ``q``."""
         rows = self._listing(request, "assets", self.store.project_assets(request.user, pid))
+        if current_style().reference:  # the reference lists a download link on every item
+            return json_list_reply(json.dumps({**a.to_dict(), "link": self.signer.link(a)}) for a in rows)
         return json_list_reply(a.to_json() for a in rows)
 
     def on_asset(self, request: _Request, pid: str, aid: str) -> Response:
@@ -281,30 +301,15 @@ class SandboxApp:
         return json_reply(data)
 
     def on_upload_asset(self, request: _Request, pid: str) -> Response:
-        """``POST /projects/{pid}/assets``: multipart part ``file``, streamed to disk."""
+        """``POST /projects/{pid}/assets``: multipart part ``file``, streamed into one file in the store."""
         self.store.project(request.user, pid)  # 404 before reading the upload
-        upload = request.files.get("file")
-        if upload is None:
-            raise FieldError("file", "Field is required")
-        filename = posixpath.basename((upload.filename or "").replace("\\", "/")).strip()
-        if not filename:
-            raise FieldError("file", "The file part has no filename")
-        self.store.check_upload(request.user, pid, filename)
-        incoming = self.store.upload_path()
-        digest = hashlib.sha256()
-        size = 0
-        try:
-            with open(incoming, "wb") as out:
-                while block := upload.stream.read(_BLOCK):
-                    digest.update(block)
-                    out.write(block)
-                    size += len(block)
-        except BaseException:
-            incoming.unlink(missing_ok=True)
-            raise
-        finally:
-            upload.close()
-        asset = self.store.import_upload(request.user, pid, filename, incoming, size, "sha256:" + digest.hexdigest())
+
+        def target(filename: str) -> Path:
+            self.store.check_upload(request.user, pid, filename)  # taken name, quota: before any byte
+            return self.store.upload_path()
+
+        upload = receive_upload(request, "file", target, self.max_upload_bytes)
+        asset = self.store.import_upload(request.user, pid, upload.filename, upload.path, upload.size, upload.checksum)
         return Response(asset.to_json(), 201, mimetype="application/json")
 
     def on_delete_asset(self, request: _Request, pid: str, aid: str) -> Response:
@@ -350,8 +355,8 @@ class SandboxApp:
         """
         with self.store.lock:
             workflow = self.store.dispatch(request.user, pid, self._json_body(request))
-            link = self._status_link(request, workflow.project_id, workflow.id)
-            return json_reply(workflow.to_dict(link), 202)
+            link = None if current_style().reference else self._status_link(request, workflow.project_id, workflow.id)
+            return json_reply(workflow.to_dict(link), 202)  # the reference's 202 schema has no link
 
     def on_workflow_status(self, request: _Request, pid: str, wid: str) -> Response:
         """``GET .../workflows/{wid}/status``: 202 ``{"state"}`` while running, 201 the workflow once finished."""

@@ -173,8 +173,8 @@ def fault_response(fault: Fault, path: str) -> Response:
         mimetype = fault.content_type or ("application/json" if _looks_json(fault.body) else "text/plain")
         return Response(fault.body, status=status, headers=headers, content_type=_with_charset(mimetype))
     if fault.redirect is not None:
-        body = json.dumps({"msg": f"Moved to {fault.redirect}"})
-        return Response(body, status=status, headers=headers, mimetype="application/json")
+        return Response(json.dumps({"msg": f"Moved to {fault.redirect}"}), status=status, headers=headers,
+                        mimetype="application/json")
     if fault.origin == "download":
         code, message = _S3_CODES.get(status, ("Error", HTTP_STATUS_CODES.get(status, "Error")))
         response = s3_error(status, code, message)

@@ -1,15 +1,18 @@
-"""The gate in front of both origins: request log, latency and injected faults.
+"""The gate in front of both origins: request log, Host check, latency and injected faults.
 
 Every request is recorded on arrival (its status is filled in when the answer
-starts), then delayed by the configured latency (API origin only), then checked
-against the injected faults, all before the wrapped app (and so before any
-token check) sees it. Sleeps wait on the sandbox's stop event, so ``stop()``
-never waits for a sleeping handler: the request is dropped instead.
+starts), then refused with 421 if its ``Host`` is not one the origin answers to
+(served origins only: the DNS-rebinding defence), then delayed by the configured
+latency (API origin only), then checked against the injected faults, all before
+the wrapped app (and so before any token check) sees it. Sleeps wait on the
+sandbox's stop event, so ``stop()`` never waits for a sleeping handler: the
+request is dropped instead.
 """
 
 from __future__ import annotations
 
 import copy
+import ipaddress
 import logging
 import socket
 import threading
@@ -19,18 +22,23 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .faults import FaultInjector, fault_response
+from werkzeug.wrappers import Response
 
-__all__ = ["RequestRecord", "Monitor", "Gate", "ConnectionDropped"]
+from .faults import FaultInjector, fault_response, s3_error
+from .replies import json_reply, status_body
+
+__all__ = ["RequestRecord", "Monitor", "Gate", "HostPolicy", "ConnectionDropped", "SOCKET_KEY"]
 
 _LOGGER = logging.getLogger(__name__)
 MAX_RECORDS = 100_000
+# WSGI environ key under which the server puts the connection's socket (to drop it).
+SOCKET_KEY = "metafold_sandbox.socket"
 
 WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 
 
 class ConnectionDropped(ConnectionAbortedError):
-    """Raised out of the app after closing the socket; werkzeug treats it as a dropped connection."""
+    """Raised out of the app after shutting the socket down; the server then sends nothing more."""
 
 
 @dataclass
@@ -106,6 +114,63 @@ class Monitor:
         return self.stopping.wait(seconds)
 
 
+class HostPolicy:
+    """The ``Host`` headers one served origin answers to (its DNS-rebinding defence).
+
+    A web page whose DNS name an attacker re-points at 127.0.0.1 reaches the
+    sandbox from a browser with ``Host: <attacker's name>:<port>``; the sandbox's
+    credentials are public, so such a request must not be answered. Accepted:
+    ``localhost`` and loopback IP literals, on the origin's own port; with
+    ``allow_remote``, also the configured host, and for a wildcard bind (0.0.0.0,
+    ::) any IP literal and this machine's host name. A DNS-rebinding request
+    never carries an IP literal.
+
+    Args:
+        port: the origin's port.
+        scheme: ``"http"`` or ``"https"`` (a Host without a port means 80 or 443).
+        remote_host: the configured host when ``allow_remote`` is on, else None.
+    """
+
+    def __init__(self, port: int, scheme: str, remote_host: str | None = None) -> None:
+        self.port = port
+        self.default_port = 443 if scheme == "https" else 80
+        self.names = {"localhost"}
+        self.any_ip = False
+        if remote_host is not None:
+            if remote_host in ("", "0.0.0.0", "::"):
+                self.any_ip = True
+                self.names.add(socket.gethostname().lower())
+            else:
+                self.names.add(remote_host.strip("[]").lower())
+
+    def allows(self, host: str | None) -> bool:
+        """Whether a request with this ``Host`` header is for this origin."""
+        if not host:
+            return False
+        host = host.strip().lower()
+        if host.startswith("["):
+            name, bracket, rest = host[1:].partition("]")
+            if not bracket:
+                return False
+        else:
+            name, _, rest = host.partition(":")
+            rest = ":" + rest if _ else ""
+            if ":" in rest[1:]:
+                return False  # an IPv6 literal must be in brackets
+        if rest and not (rest.startswith(":") and rest[1:].isascii() and rest[1:].isdigit()):
+            return False
+        port = int(rest[1:]) if rest else self.default_port
+        if port != self.port:
+            return False
+        if name in self.names:
+            return True
+        try:
+            address = ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        return address.is_loopback or self.any_ip
+
+
 class Gate:
     """WSGI middleware applying the monitor to one origin.
 
@@ -113,12 +178,14 @@ class Gate:
         app: the wrapped WSGI app.
         origin: ``"api"`` or ``"download"``.
         monitor: the shared monitor.
+        hosts: the Host headers to answer (None: any, for in-process test clients).
     """
 
-    def __init__(self, app: WSGIApp, origin: str, monitor: Monitor) -> None:
+    def __init__(self, app: WSGIApp, origin: str, monitor: Monitor, hosts: HostPolicy | None = None) -> None:
         self.app = app
         self.origin = origin
         self.monitor = monitor
+        self.hosts = hosts
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET").upper()
@@ -139,6 +206,9 @@ class Gate:
             monitor.set_status(record, int(status.split(None, 1)[0]))
             return start_response(status, headers, exc_info)
 
+        if self.hosts is not None and not self.hosts.allows(environ.get("HTTP_HOST")):
+            self._drain(environ)
+            return self._misdirected()(environ, recording_start_response)
         latency = monitor.latency if self.origin == "api" else 0.0
         if latency > 0 and monitor.sleep(latency):
             self._drop(environ)
@@ -160,6 +230,16 @@ class Gate:
                 return self._truncated(body, fault.truncate, environ)
             return body
         return self.app(environ, recording_start_response)
+
+    def _misdirected(self) -> Response:
+        """421 in the origin's own error shape."""
+        text = (
+            "Misdirected request: this sandbox answers only to its own address "
+            f"(e.g. Host: 127.0.0.1:{self.hosts.port if self.hosts else 0}), a defence against DNS rebinding"
+        )
+        if self.origin == "download":
+            return s3_error(421, "MisdirectedRequest", text)
+        return json_reply(status_body(421, text), 421)
 
     def _truncated(self, body: Iterable[bytes], limit: int, environ: dict[str, Any]) -> Iterable[bytes]:
         """Pass on the first ``limit`` bytes of the body, then drop the connection."""
@@ -197,7 +277,7 @@ class Gate:
     @staticmethod
     def _drop(environ: dict[str, Any]) -> None:
         """Close the connection without an answer (the client sees it dropped)."""
-        sock = environ.get("werkzeug.socket")
+        sock = environ.get(SOCKET_KEY)
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RDWR)

@@ -3,6 +3,8 @@
 The API answers errors in three JSON shapes (see ``metafold-api.md``):
 ``{"errors": [{"field", "msg"}]}`` for bad input, ``{"msg": ...}`` for
 auth/limit problems, and ``{"code", "name", "description"}`` for 404/405/500.
+A sandbox answering like the published reference (``shape``) words every error
+as ``{"code", "name", "description"}``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wrappers import Response
+
+from .shape import current_style
 
 __all__ = [
     "ApiError",
@@ -54,11 +58,17 @@ class ApiError(Exception):
     def body(self) -> dict[str, Any]:  # pragma: no cover - overridden
         return status_body(self.status)
 
+    def reference_body(self) -> dict[str, Any]:
+        """The ``{code, name, description}`` form the published reference documents."""
+        return status_body(self.status, str(self))
+
     def headers(self) -> dict[str, str]:
         return {}
 
     def response(self) -> Response:
-        return json_reply(self.body(), self.status, self.headers())
+        """The answer, in the shape of the request being answered (live or reference)."""
+        body = self.reference_body() if current_style().reference else self.body()
+        return json_reply(body, self.status, self.headers())
 
 
 class FieldError(ApiError):
@@ -101,6 +111,9 @@ class StatusError(ApiError):
 
     def body(self) -> dict[str, Any]:
         return status_body(self.status, self.description)
+
+    def reference_body(self) -> dict[str, Any]:
+        return self.body()
 
     def headers(self) -> dict[str, str]:
         return dict(self._headers)

@@ -1,10 +1,11 @@
 """Sandbox resource records (Project, Asset, Job, Workflow) and their JSON forms.
 
 Records keep IDs as ints and times as POSIX floats so that sorting is numeric
-and chronological; the API forms use numeric-string IDs and RFC 1123 dates,
-with exactly the keys of the contract (the official SDK rejects any other key).
-Projects and assets cache their serialized JSON, so listing thousands of them
-is a string join.
+and chronological; the API forms use numeric-string IDs and dates in the
+current answer's style (RFC 1123 unless the sandbox answers in ISO 8601, see
+``shape``), with exactly the keys of the contract (the official SDK rejects any
+other key). Projects and assets cache their serialized JSON per date style, so
+listing thousands of them is a string join.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import calendar
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.utils import formatdate
 from pathlib import Path
 from typing import Any
+
+from .shape import current_style, format_date
 
 __all__ = ["http_date", "utc", "Project", "Asset", "Job", "Workflow", "TERMINAL_STATES"]
 
@@ -23,8 +25,19 @@ TERMINAL_STATES = frozenset({"success", "failure", "canceled"})
 
 
 def http_date(ts: float | None) -> str | None:
-    """Format a POSIX time as RFC 1123 in GMT (``Tue, 04 Mar 2025 14:05:09 GMT``)."""
-    return None if ts is None else formatdate(ts, usegmt=True)
+    """Format a POSIX time in the answer's date style: RFC 1123 in GMT (``Tue, 04 Mar 2025
+    14:05:09 GMT``) by default, ISO 8601 (``2025-03-04T14:05:09+00:00``) when the sandbox
+    answers so."""
+    return format_date(ts)
+
+
+def _cached_json(record: Any) -> str:
+    # One slot keyed by the date style: a sandbox switched at runtime re-serializes once.
+    dates = current_style().dates
+    cached = record._json
+    if cached is None or cached[0] != dates:
+        cached = record._json = (dates, json.dumps(record.to_dict()))
+    return cached[1]
 
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> float:
@@ -50,7 +63,7 @@ class Project:
     thumbnail: str | None = None
     project: dict[str, Any] | None = None
     graph: dict[str, Any] | None = None
-    _json: str | None = field(default=None, init=False, repr=False)
+    _json: tuple[str, str] | None = field(default=None, init=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the API form (exact contract keys)."""
@@ -68,10 +81,8 @@ class Project:
         }
 
     def to_json(self) -> str:
-        """Return the cached JSON text of :meth:`to_dict`."""
-        if self._json is None:
-            self._json = json.dumps(self.to_dict())
-        return self._json
+        """Return the cached JSON text of :meth:`to_dict` (in the current date style)."""
+        return _cached_json(self)
 
     def changed(self) -> None:
         """Drop the cached JSON after a mutation."""
@@ -91,7 +102,7 @@ class Asset:
     modified: float
     path: Path
     job_id: int | None = None
-    _json: str | None = field(default=None, init=False, repr=False)
+    _json: tuple[str, str] | None = field(default=None, init=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the API form (exact contract keys, no ``link``)."""
@@ -107,10 +118,8 @@ class Asset:
         }
 
     def to_json(self) -> str:
-        """Return the cached JSON text of :meth:`to_dict`."""
-        if self._json is None:
-            self._json = json.dumps(self.to_dict())
-        return self._json
+        """Return the cached JSON text of :meth:`to_dict` (in the current date style)."""
+        return _cached_json(self)
 
 
 # Input asset references: ("asset", asset_id) for a project file, or

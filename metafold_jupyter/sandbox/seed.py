@@ -8,8 +8,9 @@ does. Summary (IDs as the API shows them):
   to another user and is never visible. Project 3, "Sandbox playground", is the
   default project.
 - playground assets: ``cube.stl`` (ASCII STL, 12 facets), ``bracket.obj``
-  (L-bracket), ``icosahedron.stl`` (binary STL, 20 facets), plus the outputs of
-  its workflows.
+  (L-bracket), ``icosahedron.stl`` (binary STL, 20 facets), the outputs of its
+  workflows, then ``torus.ply`` (binary PLY, 1,024 faces) and ``gear.glb`` (binary
+  glTF, 192 faces, units mm): every mesh format a viewer reads.
 - playground workflow 1 "cube pipeline" (success: mesh/preprocess →
   implicit/from-mesh → implicit/metrics + mesh/from-volume); workflow 2
   "bracket load case" (failure: mesh/preprocess succeeds, sim/custom fails with
@@ -169,6 +170,7 @@ def load(
         _load_bulk_projects(store, bulk_projects)
         if bulk_asset is not None:
             path, size, checksum = bulk_asset
+            assert store.default_project_id is not None  # both branches above set it
             store.add_asset_file(
                 store.default_project_id, "bulk.bin", path, size, checksum, created=utc(2025, 10, 1, 12, 0, 0)
             )
@@ -224,6 +226,11 @@ def _load_demo(store: Store) -> None:
         meta={"worker": "legacy-v1"},
     )
     store.usage["export"] += 1 + _HISTORIC_EXPORTS  # the legacy export job, and older ones long deleted
+
+    # the other mesh formats, added last so that every earlier ID stays what it was
+    upload(playground, "torus.ply", meshes.ply_binary(meshes.torus_mesh(), "torus R=12 mm r=4 mm"),
+           utc(2025, 6, 20, 9, 0, 0))
+    upload(playground, "gear.glb", meshes.glb(meshes.gear_mesh(), "spur gear"), utc(2025, 6, 20, 9, 5, 0))
 
 
 def _load_bulk_projects(store: Store, count: int) -> None:

@@ -1,9 +1,9 @@
 """``Sandbox``: the two loopback servers (API + auth, and downloads) and their controls.
 
-Each origin is a werkzeug threaded WSGI server serving in its own thread. The
-server class here tracks its handler threads and their sockets, so ``stop()``
-can close connections that a client keeps open (or a request stuck in an
-injected delay) and leave no thread or listening socket behind.
+Each origin is a cheroot WSGI server (``serving.OriginServer``): HTTP/1.1 with
+keep-alive, a pool of worker threads, optional TLS with a throwaway CA. ``stop()``
+closes the connections clients keep open (and requests stuck in an injected
+delay) and leaves no thread or listening socket behind.
 """
 
 from __future__ import annotations
@@ -14,20 +14,18 @@ import shutil
 import socket
 import tempfile
 import threading
-import time
 import weakref
 from pathlib import Path
 from types import TracebackType
-from typing import Any
-
-from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
 from . import seed as seeding
 from .app import SandboxApp
 from .constants import AUDIENCE, SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
 from .downloads import DownloadApp, LinkSigner
 from .faults import Fault
-from .middleware import Gate, Monitor, RequestRecord
+from .middleware import Gate, HostPolicy, Monitor, RequestRecord
+from .serving import OriginServer, TLSAdapter, listen, make_tls
+from .shape import AnswerShape
 from .store import Store
 from .tokens import TokenIssuer
 
@@ -35,70 +33,12 @@ __all__ = ["Sandbox"]
 
 _LOGGER = logging.getLogger(__name__)
 _JOIN_TIMEOUT = 5.0
-
-
-class _Handler(WSGIRequestHandler):
-    """werkzeug's handler, logging to this module's logger instead of stderr."""
-
-    protocol_version = "HTTP/1.1"
-
-    def log(self, type: str, message: str, *args: Any) -> None:  # noqa: A002 - werkzeug's signature
-        _LOGGER.debug("%s %s", self.address_string(), message % args if args else message)
-
-
-class _Server(ThreadedWSGIServer):
-    """A threaded WSGI server that can close its live connections on shutdown.
-
-    Args:
-        sock: a bound, listening socket (binding here gives a plain OSError
-            instead of werkzeug's ``sys.exit`` on a busy port).
-        app: the WSGI app.
-        name: thread name prefix.
-    """
-
-    def __init__(self, sock: socket.socket, app: Any, name: str) -> None:
-        self.name = name
-        self._live: dict[threading.Thread, socket.socket] = {}
-        self._live_lock = threading.Lock()
-        host, port = sock.getsockname()[:2]
-        super().__init__(host, port, app, handler=_Handler, fd=sock.fileno())
-        sock.close()  # the server holds its own duplicate of the descriptor
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        thread = threading.Thread(
-            target=self._process, args=(request, client_address), name=f"{self.name}-request", daemon=True
-        )
-        with self._live_lock:
-            self._live[thread] = request
-        thread.start()
-
-    def _process(self, request: Any, client_address: Any) -> None:
-        try:
-            self.process_request_thread(request, client_address)
-        finally:
-            with self._live_lock:
-                self._live.pop(threading.current_thread(), None)
-
-    def close_connections(self, timeout: float) -> None:
-        """Shut down every open connection and wait for its handler thread."""
-        with self._live_lock:
-            live = list(self._live.items())
-        for _, conn in live:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        deadline = time.monotonic() + timeout
-        for thread, _ in live:
-            thread.join(max(deadline - time.monotonic(), 0.0))
-            if thread.is_alive():
-                _LOGGER.warning("sandbox handler thread %s did not stop", thread.name)
-
-    def log(self, type: str, message: str, *args: Any) -> None:  # noqa: A002
-        _LOGGER.debug(message, *args)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        _LOGGER.debug("error while handling a request from %s", client_address, exc_info=True)
+# Requests each origin serves at once (idle keep-alive connections need no thread):
+# a 16-worker fan-out plus a study polling 4 workflows plus requests held in
+# injected delays fit in the API's pool; downloads are fewer and longer.
+API_THREADS = 32
+DOWNLOAD_THREADS = 16
+DEFAULT_MAX_UPLOAD_MIB = 1024
 
 
 def _is_loopback(host: str) -> bool:
@@ -110,25 +50,21 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(128)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def _origin(host: str, port: int) -> str:
+def _origin(scheme: str, host: str, port: int) -> str:
     if host in ("0.0.0.0", ""):
         host = "127.0.0.1"
     elif host == "::":
         host = "::1"
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+def _certificate_names(host: str, allow_remote: bool) -> list[str]:
+    names = ["127.0.0.1", "::1", "localhost"]
+    if allow_remote:
+        extra = socket.gethostname() if host in ("", "0.0.0.0", "::") else host
+        if extra not in names:
+            names.append(extra)
+    return names
 
 
 class Sandbox:
@@ -151,9 +87,21 @@ class Sandbox:
         allow_remote: allow a non-loopback ``host``.
         max_running_workflows: answer a dispatch with 429 and ``Retry-After`` while
             this many workflows are pending or started (None: no limit; settable).
+        answer_shape: ``"live"`` (what the service and the official SDK do) or
+            ``"reference"`` (the published OpenAPI reference: ISO dates, ``link``
+            on asset list items, no ``link`` in the dispatch answer,
+            ``{code, name, description}`` errors). Switch at runtime with
+            ``sandbox.shape.set(...)``; ``reset()`` restores the value given here.
+        date_style: ``"rfc1123"``, ``"iso8601"``, or None to follow ``answer_shape``.
+        allow_remote: allow a non-loopback ``host`` (requests must then name
+            it, a loopback address or, for 0.0.0.0/::, any IP in ``Host``).
+        tls: serve both origins over HTTPS with a throwaway CA whose
+            certificate is at :attr:`ca_bundle` (needs ``trustme``).
+        max_upload_mib: largest upload accepted; bigger ones are answered 413.
 
     Raises:
         ValueError: on a non-loopback host without ``allow_remote``, or bad numbers.
+        ImportError: ``tls=True`` without ``trustme`` installed.
     """
 
     def __init__(
@@ -170,6 +118,10 @@ class Sandbox:
         download_mib_s: float = 0.0,
         allow_remote: bool = False,
         max_running_workflows: int | None = None,
+        answer_shape: str = "live",
+        date_style: str | None = None,
+        tls: bool = False,
+        max_upload_mib: float = DEFAULT_MAX_UPLOAD_MIB,
     ) -> None:
         if not _is_loopback(host) and not allow_remote:
             raise ValueError(
@@ -180,6 +132,11 @@ class Sandbox:
             raise ValueError("token_lifetime, workflow_duration and link_lifetime must be positive")
         if bulk_projects < 0 or bulk_asset_mib < 0:
             raise ValueError("bulk_projects and bulk_asset_mib must not be negative")
+        self.shape = AnswerShape(answer_shape, date_style)
+        if download_mib_s < 0:
+            raise ValueError("download_mib_s must not be negative")
+        if not max_upload_mib > 0:
+            raise ValueError("max_upload_mib must be positive")
         self.host = host
         self.port = port
         self.client_id = SANDBOX_CLIENT_ID
@@ -187,10 +144,11 @@ class Sandbox:
         self.audience = AUDIENCE
         self._seed = seed
         self._bulk_projects = bulk_projects
+        self._allow_remote = allow_remote
+        self.max_upload_mib = max_upload_mib
         self._url: str | None = None
         self._download_url: str | None = None
-        self._servers: list[_Server] = []
-        self._threads: list[threading.Thread] = []
+        self._servers: list[OriginServer] = []
         self._state_lock = threading.Lock()
         self._state = "new"
 
@@ -201,6 +159,11 @@ class Sandbox:
             path = self._tmp / "bulk.bin"
             size, checksum = seeding.write_bulk_file(path, bulk_asset_mib)
             self._bulk_asset = (path, size, checksum)
+        self._tls_context = None
+        self.ca_bundle: Path | None = None
+        """Path of the throwaway CA's certificate (PEM) when ``tls=True``, else None."""
+        if tls:
+            self._tls_context, self.ca_bundle = make_tls(_certificate_names(host, allow_remote), self._tmp)
 
         self._monitor = Monitor()
         self.store = Store(
@@ -218,12 +181,13 @@ class Sandbox:
             client_secret=self.client_secret,
             audience=self.audience,
             public_url=self._public_url,
+            shape=self.shape,
+            max_upload_bytes=int(max_upload_mib * (1 << 20)),
         )
-        if download_mib_s < 0:
-            raise ValueError("download_mib_s must not be negative")
         self.download_app = DownloadApp(self.store, self.signer, download_mib_s)
+        # The API origin as one WSGI callable, for in-process use (werkzeug's test
+        # Client): the servers' gate without their Host check.
         self.app = Gate(self.api_app, "api", self._monitor)
-        self._download_gate = Gate(self.download_app, "download", self._monitor)
         self._load()
 
     # --------------------------------------------------------------- lifecycle
@@ -242,28 +206,43 @@ class Sandbox:
                 return self
             if self._state == "stopped":
                 raise RuntimeError("a stopped Sandbox cannot be restarted; create a new one")
-            api_sock = _listen(self.host, self.port)
+            api_sock = listen(self.host, self.port)
             try:
-                download_sock = _listen(self.host, 0)
+                download_sock = listen(self.host, 0)
             except OSError:
                 api_sock.close()
                 raise
-            api_port, download_port = api_sock.getsockname()[1], download_sock.getsockname()[1]
-            self._servers = [
-                _Server(api_sock, self.app, "metafold-sandbox-api"),
-                _Server(download_sock, self._download_gate, "metafold-sandbox-download"),
-            ]
-            self._url = _origin(self.host, api_port)
-            self._download_url = _origin(self.host, download_port)
-            for server in self._servers:
-                thread = threading.Thread(
-                    target=server.serve_forever,
-                    kwargs={"poll_interval": 0.05},
-                    name=f"{server.name}-serve",
-                    daemon=True,
-                )
-                thread.start()
-                self._threads.append(thread)
+            scheme = "https" if self._tls_context is not None else "http"
+            remote = self.host if self._allow_remote else None
+            servers = []
+            try:
+                for sock, app, origin, threads in (
+                    (api_sock, self.api_app, "api", API_THREADS),
+                    (download_sock, self.download_app, "download", DOWNLOAD_THREADS),
+                ):
+                    port = sock.getsockname()[1]
+                    gate = Gate(app, origin, self._monitor, hosts=HostPolicy(port, scheme, remote))
+                    server = OriginServer(
+                        sock,
+                        gate,
+                        name=f"metafold-sandbox-{origin}",
+                        threads=threads,
+                        tls=TLSAdapter(self._tls_context) if self._tls_context is not None else None,
+                        shutdown_timeout=int(_JOIN_TIMEOUT),
+                    )
+                    servers.append(server)
+                self._url = _origin(scheme, self.host, api_sock.getsockname()[1])
+                self._download_url = _origin(scheme, self.host, download_sock.getsockname()[1])
+                for server in servers:
+                    server.serve_in_thread()
+            except BaseException:
+                self._url = self._download_url = None
+                for server in servers:
+                    server.close(_JOIN_TIMEOUT)
+                api_sock.close()
+                download_sock.close()
+                raise
+            self._servers = servers
             self._state = "running"
         _LOGGER.info("Metafold sandbox serving on %s (downloads on %s)", self._url, self._download_url)
         return self
@@ -278,12 +257,7 @@ class Sandbox:
         self._monitor.stopping.set()
         if was_running:
             for server in self._servers:
-                server.shutdown()
-            for thread in self._threads:
-                thread.join(_JOIN_TIMEOUT)
-            for server in self._servers:
-                server.server_close()
-                server.close_connections(_JOIN_TIMEOUT)
+                server.close(_JOIN_TIMEOUT)
         self._cleanup()
         _LOGGER.info("Metafold sandbox stopped")
 
@@ -334,6 +308,7 @@ class Sandbox:
             self._load()
         self._monitor.reset()
         self.tokens.reset()
+        self.shape.reset()
 
     def env(self) -> dict[str, str]:
         """The ``METAFOLD_*`` settings that point a client at this sandbox."""
@@ -451,6 +426,15 @@ class Sandbox:
     def requests(self) -> list[RequestRecord]:
         """Snapshot of every request received since the last reset."""
         return self._monitor.records
+
+    @property
+    def accepted_connections(self) -> dict[str, int]:
+        """TCP connections each origin accepted since start, e.g. ``{"api": 1, "download": 0}``.
+
+        With keep-alive, a client that reuses its connections adds far fewer
+        connections than requests.
+        """
+        return {server.name.rsplit("-", 1)[1]: server.accepted for server in self._servers}
 
     @property
     def issued_tokens(self) -> list[str]:

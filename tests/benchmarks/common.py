@@ -25,6 +25,7 @@ class SandboxProcess:
     url: str
     download_url: str
     default_project_id: str
+    ca_bundle: str | None = None  # with --tls: the CA clients must trust
     client_id: str = SANDBOX_CLIENT_ID
     client_secret: str = SANDBOX_CLIENT_SECRET
 
@@ -45,10 +46,12 @@ def sandbox_process(*args: str) -> Iterator[SandboxProcess]:
                 raise RuntimeError("the sandbox did not start:\n" + "".join(lines))
             lines.append(line)
         text = "".join(lines)
+        ca = re.search(r"REQUESTS_CA_BUNDLE=(\S+)", text)
         yield SandboxProcess(
             url=re.search(r"running at (\S+)", text).group(1),
             download_url=re.search(r"download origin:\s+(\S+)", text).group(1),
             default_project_id=re.search(r"default project:\s+(\S+)", text).group(1),
+            ca_bundle=ca.group(1) if ca else None,
         )
     finally:
         proc.terminate()
