@@ -59,6 +59,8 @@ _LAZY = {
     "delete_asset": "lifecycle",
     "delete_job": "lifecycle",
     "delete_workflow": "lifecycle",
+    "grid": "studies",
+    "run_workflows": "studies",
     "load_mesh": "geometry",
     "show": "geometry",
     "mesh_metrics": "geometry",
@@ -99,6 +101,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from .geometry import load_mesh, mesh_metrics, show
     from .operations import download_asset, run_workflow, sdk_client, upload_asset
+    from .studies import grid, run_workflows
     from .kernel_session import Session, login, logout, session
 
 

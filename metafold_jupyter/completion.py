@@ -26,6 +26,7 @@ FETCH_TIMEOUT = (1.0, 2.0)  # connect/read seconds of a completion fetch
 _OPTIONS = {
     "_all": ["-o", "--out", "--project", "--sort", "--q"],
     "run": ["--param", "--asset", "--timeout", "-o", "--out", "--project"],
+    "sweep": ["--param", "--asset", "--concurrency", "--timeout", "-o", "--out", "--project"],
     "create": ["--access", "-o", "--out"],
     "duplicate": ["--access", "-o", "--out"],
     "rename": ["--access", "-o", "--out"],
@@ -38,7 +39,7 @@ _OPTIONS = {
 }
 #: options followed by a value (the value is not a positional word)
 _TAKES_VALUE = ("-o", "--out", "--project", "--sort", "--q", "--param", "--asset", "--timeout", "--access",
-                "--max-faces")
+                "--concurrency", "--max-faces")
 #: delete KIND ID: what the ID names, and the field shown next to it
 _DELETE_KINDS = {"project": "name", "asset": "filename", "job": "name", "workflow": "state"}
 _MESH_SUFFIXES = (".stl", ".obj", ".ply", ".glb")

@@ -1,4 +1,4 @@
-"""IPython magics: ``%metafold_login``, ``%metafold SUBCOMMAND`` and ``%%metafold run``.
+"""IPython magics: ``%metafold_login``, ``%metafold SUBCOMMAND``, ``%%metafold run`` and ``%%metafold sweep``.
 
 A thin layer: parse the line with ``magic_arguments`` (whose help is the ``%name?``
 docstring), call the Python API, return the value (so ``df = %metafold projects``
@@ -19,7 +19,7 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Float
 
-from . import frames, geometry, kernel_session, lifecycle, operations
+from . import frames, geometry, kernel_session, lifecycle, operations, studies
 from .errors import ConfigError, MetafoldError, MissingCredentialsError
 from .history import looks_secret, scrub_current_cell
 
@@ -45,9 +45,11 @@ SUBCOMMANDS: dict[str, str] = {
     "cancel": "cancel WORKFLOW_ID: cancel a running workflow",
     "delete": "delete project|asset|job|workflow ID --yes: delete it (says what, without --yes)",
     "run": "%%metafold run: run the cell's workflow YAML, return its jobs",
+    "sweep": "%%metafold sweep --param KEY=V1,V2,...: run the cell's workflow for every combination",
     "help": "this list",
 }
 ALL_PROJECTS = ("assets", "jobs", "workflows")  # subcommands that take --all-projects
+CELL_SUBCOMMANDS = ("run", "sweep")  # the cell body is a workflow definition
 SORT_FIELDS = {
     "projects": ("id", "user", "name", "created", "modified"),
     "assets": ("id", "filename", "size", "created", "modified"),
@@ -167,9 +169,14 @@ class MetafoldMagics(Magics):
     @argument("--all-projects", action="store_true",
               help="assets, jobs, workflows: every project's rows in one frame (fetched concurrently)")
     @argument("--overwrite", action="store_true", help="download: replace an existing file at DEST")
-    @argument("--param", metavar="KEY=VALUE", action="append", default=[], help="run: a job parameter")
-    @argument("--asset", metavar="KEY=ASSET_ID", action="append", default=[], help="run: a job input asset")
-    @argument("--timeout", metavar="S", type=float, default=600.0, help="run: seconds to wait (default 600)")
+    @argument("--param", metavar="KEY=VALUE", action="append", default=[],
+              help="run: a job parameter; sweep: KEY=V1,V2,... (every combination of the --param values runs)")
+    @argument("--asset", metavar="KEY=ASSET_ID", action="append", default=[], help="run, sweep: a job input asset")
+    @argument("--timeout", metavar="S", type=float, default=600.0,
+              help="run, sweep: seconds to wait for each workflow (default 600)")
+    @argument("--concurrency", metavar="N", type=int, default=None,
+              help=f"sweep: workflows in flight at most (1..{studies.MAX_CONCURRENCY}, default "
+                   f"{studies.DEFAULT_CONCURRENCY})")
     @argument("--max-faces", metavar="N", type=int, default=geometry.DEFAULT_MAX_FACES,
               help="show: reduce larger meshes to N faces (default 200000)")
     @argument("--access", metavar="A", help="create/duplicate/rename: private, public or org")
@@ -181,6 +188,9 @@ class MetafoldMagics(Magics):
         """Work with Metafold: DataFrames of your account, transfers, workflow runs, lifecycle.
 
         Lifecycle: create, duplicate, rename, cancel and delete (a delete needs --yes).
+        Parameter studies: ``%%metafold sweep --param sample.thickness=0.5,1,1.5`` runs the cell's
+        workflow once per combination of the --param values (numbers where they look like
+        numbers) and returns one row per run, as ``mf.run_workflows`` does.
         """
         if looks_secret(line, random_words=False):
             scrub_current_cell(self.shell, line)
@@ -190,14 +200,18 @@ class MetafoldMagics(Magics):
         handler = getattr(self, f"_cmd_{name}", None)
         if handler is None:
             raise UsageError(f"unknown subcommand {name!r}; try one of: {', '.join(SUBCOMMANDS)} (see %metafold?)")
-        if (name == "run") != (cell is not None):
+        if (name in CELL_SUBCOMMANDS) != (cell is not None):
             raise UsageError(
-                "run takes the workflow YAML as the cell body: start the cell with %%metafold run"
-                if name == "run"
-                else f"%%metafold as a cell magic only runs workflows: %%metafold run (not {name!r})"
+                f"{name} takes the workflow YAML as the cell body: start the cell with %%metafold {name}"
+                if name in CELL_SUBCOMMANDS
+                else f"%%metafold as a cell magic only runs workflows: %%metafold run or sweep (not {name!r})"
             )
-        if (args.param or args.asset) and name != "run":
-            raise UsageError("--param and --asset apply to %%metafold run only")
+        if (args.param or args.asset) and name not in CELL_SUBCOMMANDS:
+            raise UsageError("--param and --asset apply to %%metafold run and sweep only")
+        if args.concurrency is not None and name != "sweep":
+            raise UsageError("--concurrency applies to %%metafold sweep only")
+        if args.out and not args.out.isidentifier():
+            raise UsageError(f"-o needs a variable name, not {args.out!r}")
         if args.max_faces != geometry.DEFAULT_MAX_FACES and name != "show":
             raise UsageError("--max-faces applies to show only")
         if args.access is not None and name not in ("create", "duplicate", "rename"):
@@ -208,10 +222,8 @@ class MetafoldMagics(Magics):
             raise UsageError(f"--all-projects applies to {', '.join(ALL_PROJECTS)} only")
         if args.overwrite and name != "download":
             raise UsageError("--overwrite applies to download only")
-        result = self._call(lambda: handler(args, cell) if name == "run" else handler(args))
+        result = self._call(lambda: handler(args, cell) if name in CELL_SUBCOMMANDS else handler(args))
         if args.out:
-            if not args.out.isidentifier():
-                raise UsageError(f"-o needs a variable name, not {args.out!r}")
             self.shell.user_ns[args.out] = result  # type: ignore[union-attr]  # a magic runs only in a shell
         return result
 
@@ -362,12 +374,32 @@ class MetafoldMagics(Magics):
                                                timeout=args.timeout, progress=self.progress)
             except KeyboardInterrupt as exc:
                 raise UsageError(str(exc) or "interrupted") from None
-        for warning in caught:
-            if issubclass(warning.category, operations.WorkflowFailedWarning):
-                print(f"⚠ {warning.message}", file=sys.stderr)
-            else:
-                warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+        _show_failures(caught)
         return jobs
+
+    def _cmd_sweep(self, args: Any, cell: str) -> Any:
+        self._positional(args, "sweep", 0, 0)
+        axes = _sweep_values(args.param)
+        if not axes:
+            raise UsageError("sweep needs --param KEY=V1,V2,... (one run of the workflow is %%metafold run)")
+        assets = _pairs(args.asset, "--asset KEY=ASSET_ID")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", operations.WorkflowFailedWarning)
+            try:
+                frame = studies.run_workflows(
+                    cell, studies.grid(axes), assets=assets or None, project=args.project,
+                    concurrency=args.concurrency, timeout=args.timeout, progress=self.progress,
+                )
+            except studies.StudyInterrupted as exc:
+                if args.out:
+                    self.shell.user_ns[args.out] = exc.frame  # type: ignore[union-attr]  # a magic runs only in a shell
+                where = args.out if args.out else "sys.last_value.frame"
+                error = UsageError(f"{exc.summary}; every run's row is in {where}")
+                # IPython shows exactly UsageError (not a subclass) as one line, so the rows ride on it
+                error.frame = exc.frame  # type: ignore[attr-defined]
+                raise error from None
+        _show_failures(caught)
+        return frame
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -428,6 +460,53 @@ def _words(line: str) -> list[str]:
         return arg_split(line, posix=True)
     except ValueError as exc:  # shlex: "No closing quotation"
         raise UsageError(f"cannot parse this line: {str(exc).lower()}; check the quotes") from None
+
+
+def _show_failures(caught: list[warnings.WarningMessage]) -> None:
+    """Failed workflows as one ⚠ line each on stderr; other warnings as usual."""
+    for warning in caught:
+        if issubclass(warning.category, operations.WorkflowFailedWarning):
+            print(f"⚠ {warning.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+
+
+def _sweep_values(items: list[str]) -> dict[str, list[Any]]:
+    """``KEY=V1,V2,...`` per --param -> {key: values}; numbers where they look like numbers.
+
+    Commas inside brackets belong to the value (``sample.size=[10,10,10],[20,20,20]`` is two values).
+    """
+    axes: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"expected --param KEY=V1,V2,..., got {item!r}")
+        if key in axes:
+            raise UsageError(f"--param {key} is given twice: list its values once, KEY=V1,V2,...")
+        values = _split_top_level(text)
+        if not all(values):
+            raise UsageError(f"--param {key}: empty value in {text!r} (write KEY=V1,V2,...)")
+        axes[key] = [studies.value_from_text(v) for v in values]
+    return axes
+
+
+def _split_top_level(text: str) -> list[str]:
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
+    for char in text:
+        if char in "[{(":
+            depth += 1
+        elif char in "]})":
+            depth = max(depth - 1, 0)
+        if char == "," and depth == 0:
+            parts.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current).strip())
+    return parts
 
 
 def _pairs(items: list[str], usage: str) -> dict[str, str]:

@@ -7,8 +7,10 @@ returned, problems raised, and a failed workflow is reported with a warning.
 
 from __future__ import annotations
 
+import email.utils
 import errno
 import hashlib
+import json
 import logging
 import os
 import queue
@@ -19,8 +21,9 @@ import time
 import unicodedata
 import uuid
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -488,7 +491,8 @@ def run_workflow(
     Args:
         definition: the workflow YAML (a top-level ``jobs:`` mapping), a dict, or a
             path to a YAML file.
-        parameters: ``{"job.param": value}``; values are sent as strings.
+        parameters: ``{"job.param": value}``; values are sent as strings (text as it is,
+            anything else as JSON: ``true``, ``0.5``, ``[16, 16, 16]``).
         assets: ``{"job.input": asset}`` where ``asset`` is an asset ID or filename
             in the project.
         timeout: seconds to wait before :class:`PollTimeout` (the workflow goes on).
@@ -503,25 +507,19 @@ def run_workflow(
     """
     s = session()
     pid = s.require_project(project)
-    payload: dict[str, Any] = {"definition": _definition_text(definition)}
+    payload: dict[str, Any] = {"definition": definition_text(definition)}
     if parameters:
-        payload["parameters"] = {str(k): v if isinstance(v, str) else str(v) for k, v in parameters.items()}
+        payload["parameters"] = parameter_texts(parameters)
     if assets:
-        payload["assets"] = _asset_filenames(s, pid, assets)
+        payload["assets"] = asset_filenames(s, pid, assets)
     started = time.monotonic()
     dispatch = api_path("/projects/{pid}/workflows", pid=pid)
-    workflow = _object_answer(s.request("POST", dispatch, json=payload), "POST", s.base_url + dispatch.lstrip("/"))
-    if workflow.get("id") is None:
-        raise APIError(202, "POST", s.base_url + dispatch.lstrip("/"), "the dispatched workflow has no id")
+    workflow = dispatched_workflow(s, s.request("POST", dispatch, json=payload), dispatch)
     wid = str(workflow["id"])
     _LOGGER.info("dispatched workflow %s in project %s", wid, pid)
     if not wait:
         return to_frame(workflow, "workflows")
-    own = api_path("/projects/{pid}/workflows/{wid}/status", pid=pid, wid=wid)
-    link = workflow.get("link")
-    # the status link carries the token: follow it only on the API origin
-    if not isinstance(link, str) or origin_of(s._transport.url_for(link)) != s.settings.api_origin:
-        link = own
+    link = status_link(s, pid, wid, workflow)
     job_ids = [str(j) for j in workflow.get("jobs") or [] if isinstance(j, (str, int))]
     try:
         final = _wait(s, pid, wid, link, job_ids, started + timeout, timeout, progress)
@@ -535,41 +533,112 @@ def run_workflow(
 
 def _wait(s: Any, pid: str, wid: str, link: str, job_ids: list[str], deadline: float, timeout: float,
           progress: bool | None) -> dict[str, Any]:
-    """Poll the status link (202 while running, 201 when finished) with a growing interval."""
-    interval = pause = POLL_FIRST
-    state = "pending"
+    """Wait for one workflow with its own progress bar (jobs finished / jobs)."""
     with progress_bar(len(job_ids) or None, f"workflow {wid}", progress, unit="job") as bar:
-        bar.set_postfix_str(state)
-        while True:
-            now = time.monotonic()
-            if now >= deadline:
-                raise PollTimeout(wid, timeout, state)
-            time.sleep(min(pause, deadline - now))
-            resp = s.request("GET", link)
-            body = _object_answer(resp, "GET", resp.url)
-            if resp.status_code != 202:
-                bar.update(len(job_ids) - bar.n)
-                bar.set_postfix_str(str(body.get("state", "finished")))
-                return body
-            state = s.scrub(str(body.get("state", state)))[:40]
+        bar.set_postfix_str("pending")
+
+        def tick(state: str) -> None:
             if progress is not False and job_ids:
                 done = _finished_jobs(s, pid, wid)
                 if done > bar.n:
                     bar.update(done - bar.n)
-            bar.set_postfix_str(state)
-            interval = min(interval * POLL_GROWTH, POLL_MAX)
-            pause = _retry_after(resp) or interval  # the server's Retry-After wins
+            bar.set_postfix_str(s.scrub(state))
+
+        body = poll_status(lambda: s.request("GET", link), wid, deadline=deadline, timeout=timeout, on_poll=tick)
+        bar.update(len(job_ids) - bar.n)
+        bar.set_postfix_str(s.scrub(str(body.get("state", "finished")))[:40])
+        return body
 
 
-def _retry_after(resp: requests.Response) -> float:
-    value = resp.headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else 0.0
-    except ValueError:
+def dispatched_workflow(s: Any, resp: requests.Response, path: str) -> dict[str, Any]:
+    """The answer to a dispatch (``POST .../workflows``): a workflow object with an ``id``.
+
+    Raises:
+        APIError: the answer is not a JSON object with an ``id`` (one line).
+    """
+    url = s.base_url + path.lstrip("/")
+    workflow = object_answer(resp, "POST", url)
+    if workflow.get("id") is None:
+        raise APIError(resp.status_code, "POST", url, "the dispatched workflow has no id")
+    return workflow
+
+
+def status_link(s: Any, pid: str, wid: str, workflow: Mapping[str, Any]) -> str:
+    """Where to poll a dispatched workflow: its ``link`` when that is on the API origin, else
+    ``/projects/{pid}/workflows/{wid}/status`` (the reference's dispatch answer has no link).
+
+    The status link carries the token, so a link to another origin is never followed.
+    """
+    link = workflow.get("link")
+    if isinstance(link, str) and origin_of(s._transport.url_for(link)) == s.settings.api_origin:
+        return link
+    return api_path("/projects/{pid}/workflows/{wid}/status", pid=pid, wid=wid)
+
+
+def poll_status(
+    get: Callable[[], requests.Response],
+    wid: str,
+    *,
+    deadline: float,
+    timeout: float,
+    sleep: Callable[[float], None] = time.sleep,
+    on_poll: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Poll a workflow's status link until it finishes: one GET per tick, the tick growing.
+
+    The first poll comes after :data:`POLL_FIRST` seconds, then each pause grows by
+    :data:`POLL_GROWTH` up to :data:`POLL_MAX`; a ``Retry-After`` on a 202 replaces it.
+
+    Args:
+        get: sends one status GET (202 ``{"state"}`` while running, 201 the finished workflow).
+        wid: the workflow's ID (for :class:`PollTimeout`).
+        deadline: ``time.monotonic()`` value after which to give up.
+        timeout: the timeout the deadline came from (for the message).
+        sleep: waits between polls (a study passes its throttle's interruptible wait).
+        on_poll: called with the state after each poll that found it still running.
+
+    Returns:
+        The finished workflow's JSON body.
+
+    Raises:
+        PollTimeout: still running at the deadline (it goes on remotely).
+    """
+    interval = pause = POLL_FIRST
+    state = "pending"
+    while True:
+        now = time.monotonic()
+        if now >= deadline:
+            raise PollTimeout(wid, timeout, state)
+        sleep(min(pause, deadline - now))
+        resp = get()
+        body = object_answer(resp, "GET", resp.url)
+        if resp.status_code != 202:
+            return body
+        state = str(body.get("state", state))[:40]
+        if on_poll is not None:
+            on_poll(state)
+        interval = min(interval * POLL_GROWTH, POLL_MAX)
+        pause = retry_after(resp.headers.get("Retry-After")) or interval  # the server's Retry-After wins
+
+
+def retry_after(value: str | None) -> float:
+    """Seconds in a ``Retry-After`` value (delta-seconds, fractional too, or an HTTP date); 0 if none."""
+    if value is None:
         return 0.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return 0.0
+        if when.tzinfo is None:
+            return 0.0
+        seconds = (when - datetime.now(timezone.utc)).total_seconds()
+    return max(0.0, seconds) if seconds == seconds else 0.0  # NaN: none
 
 
-def _object_answer(resp: requests.Response, method: str, url: str) -> dict[str, Any]:
+def object_answer(resp: requests.Response, method: str, url: str) -> dict[str, Any]:
     try:
         body = resp.json()
     except ValueError:
@@ -591,9 +660,18 @@ def _workflow_jobs(s: Any, pid: str, wid: str, order: list[str]) -> list[dict[st
     return sorted(jobs, key=lambda j: rank.get(str(j.get("id")), len(rank)))
 
 
+def cancel_remote(s: Any, pid: str, wid: str) -> dict[str, Any]:
+    """``POST .../workflows/{wid}/cancel`` (sent once, as every POST); the workflow's JSON.
+
+    Raises:
+        APIError: refused (400 once the workflow has finished) or no answer.
+    """
+    return s.request("POST", api_path("/projects/{pid}/workflows/{wid}/cancel", pid=pid, wid=wid)).json()
+
+
 def _cancel(s: Any, pid: str, wid: str) -> str:
     try:
-        s.request("POST", api_path("/projects/{pid}/workflows/{wid}/cancel", pid=pid, wid=wid))
+        cancel_remote(s, pid, wid)
     except APIError as exc:
         message = f"interrupted; workflow {wid} could not be cancelled ({exc.message})"
     else:
@@ -613,7 +691,36 @@ def _warn_failed(s: Any, workflow: Mapping[str, Any], jobs: list[dict[str, Any]]
     )
 
 
-def _definition_text(definition: str | Mapping[str, Any] | os.PathLike) -> str:
+def parameter_texts(parameters: Mapping[str, Any]) -> dict[str, str]:
+    """``{"job.param": value}`` as the API takes it: every value a string (see :func:`parameter_text`)."""
+    return {str(k): parameter_text(v) for k, v in parameters.items()}
+
+
+def parameter_text(value: Any) -> str:
+    """One parameter value as a string: text as it is, anything else as JSON.
+
+    The API's parameters are strings and the workflow YAML's are JSON-like, so
+    ``True`` is sent as ``true`` and ``[16, 16, 16]`` as ``[16, 16, 16]``; numpy
+    scalars count as the Python numbers they hold (``np.float64(0.5)`` -> ``0.5``).
+    """
+    if isinstance(value, str):
+        return value
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
+        value = value.item()  # a numpy scalar
+    try:
+        return json.dumps(value, default=_json_default)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()  # numpy arrays and scalars inside lists
+    raise TypeError(type(value).__name__)
+
+
+def definition_text(definition: str | Mapping[str, Any] | os.PathLike) -> str:
+    """The workflow YAML to send: a string as it is, a dict dumped, a path read."""
     if isinstance(definition, Mapping):
         import yaml
 
@@ -625,7 +732,7 @@ def _definition_text(definition: str | Mapping[str, Any] | os.PathLike) -> str:
     return definition
 
 
-def _asset_filenames(s: Any, pid: str, assets: Mapping[str, str]) -> dict[str, str]:
+def asset_filenames(s: Any, pid: str, assets: Mapping[str, str]) -> dict[str, str]:
     """Map asset IDs to filenames (the API wants filenames); filenames pass through."""
     records = s.get_records(api_path("/projects/{pid}/assets", pid=pid), what="assets")
     known = {str(a["id"]): str(a["filename"]) for a in records if a.get("id") is not None and a.get("filename")}

@@ -74,6 +74,16 @@ def test_bench_fanout_one_exchange_no_pool_warnings(capsys):
     assert "speed-up at the default concurrency 6" in capsys.readouterr().out
 
 
+def test_bench_studies_polls_429s_and_no_double_dispatch(capsys):
+    import bench_studies
+
+    result = bench_studies.main(["--runs", "4", "--seconds", "1", "--concurrency", "4"])
+    assert result["polls"] <= 4 * result["polls_one"]
+    assert result["completed"] == result["runs"] == result["created"] == 4 and result["rows_match"]
+    assert result["refused"] > 0 and result["violations"] == 0  # 4 in flight against a limit of 2
+    assert "speed-up" in capsys.readouterr().out
+
+
 def test_bench_server_keeps_connections_alive(capsys):
     import bench_server
 

@@ -218,11 +218,38 @@ def check_assets_and_workflows(nb: nbformat.NotebookNode) -> None:
     assert "torus.ply" in texts(cell(nb, "every = ")) and "gear.glb" in texts(cell(nb, "every = "))
 
 
+def check_design_study(nb: nbformat.NotebookNode) -> None:
+    design = texts(cell(nb, "design = mf.grid("))
+    assert "sample.thickness" in design and "sample.resolution" in design and "\n7 " in design  # 8 runs
+    study = texts(cell(nb, "study = mf.run_workflows("))
+    assert "workflow_id" in study and "success" in study and "[8 rows x" in study
+    chosen = texts(cell(nb, 'study[["sample.thickness", "sample.resolution", "state"'))
+    assert "metrics.volume" in chosen and "mesh.triangles" in chosen and "failure" not in chosen
+    checks = texts(cell(nb, 'print("every run succeeded'), "stdout")
+    assert "every run succeeded: True" in checks and "volume rises with thickness at every resolution: True" in checks
+    assert "difference %" in texts(cell(nb, "convergence = "))
+    sweep = texts(cell(nb, "%%metafold sweep --param sample.cell_size=5,10,20"))
+    assert "sample.cell_size" in sweep and "metrics.area" in sweep and "failure" not in sweep
+    assert "smaller cells, more area: True" in texts(cell(nb, 'print(cells[['), "stdout")
+    failures = texts(cell(nb, "per_project = ("))
+    assert "Sandbox playground" in failures and "failed %" in failures
+    months = texts(cell(nb, "ran = account_jobs.dropna("))
+    assert re.search(r"20\d\d-\d\d", months) and "Sandbox playground" in months
+    assert images(nb) >= 3  # volume scatter, volume/area by resolution, compute per month
+    # the place the geometry work fills in: a heading near the end, after the account section
+    headings = [c.source.splitlines()[0] for c in nb.cells if c.cell_type == "markdown"]
+    assert "## 7. Look at the meshes" in headings
+    assert headings.index("## 7. Look at the meshes") > headings.index(
+        "## 6. The whole account: failures and compute time")
+    assert "mesh.mesh" in texts(cell(nb, 'study[["run", "sample.thickness"'))
+
+
 #: Meaningful outputs per notebook, so that none can pass by showing nothing.
 EXPECTATIONS = {
     "01-getting-started.ipynb": check_getting_started,
     "02-account-analysis.ipynb": check_account_analysis,
     "03-assets-and-workflows.ipynb": check_assets_and_workflows,
+    "04-design-study.ipynb": check_design_study,
 }
 
 
