@@ -202,7 +202,7 @@ def account_frame(
         APIError: every project failed with the same client error (a bad ``sort``
             or ``q``), or the project list itself failed.
     """
-    from .frames import fetch_records, query_params, to_frame
+    from .frames import query_params, to_frame
 
     if kind not in LIST_PATHS:
         raise ValueError(f"kind must be one of {', '.join(LIST_PATHS)}, not {kind!r}")
@@ -217,13 +217,13 @@ def account_frame(
     workers = _workers(s)
     throttle = throttle or Throttle(workers)
     with throttle.slot():
-        projects = fetch_records(s, "/projects")  # a malformed answer is one APIError line
+        projects = s.get_records("/projects", what="projects")  # a malformed answer is one APIError line
     ids = list(dict.fromkeys(str(p["id"]) for p in projects if p.get("id") is not None))
     params = query_params(sort, q)
     template = LIST_PATHS[kind]
 
     def fetch(pid: str) -> Callable[[], list[Any]]:
-        return lambda: _owned(fetch_records(s, api_path(template, pid=pid), params), pid)
+        return lambda: _owned(s.get_records(api_path(template, pid=pid), params, what=kind), pid)
 
     outcome = gather(
         {pid: fetch(pid) for pid in ids},
@@ -265,7 +265,7 @@ def _workers(s: Session) -> int:
     return workers
 
 
-def _owned(records: list[Mapping[str, Any]], pid: str) -> list[Mapping[str, Any]]:
+def _owned(records: list[dict[str, Any]], pid: str) -> list[dict[str, Any]]:
     """The project's list, each record marked with its project (the API already does so)."""
     if all(r.get("project_id") is not None for r in records):
         return records

@@ -14,12 +14,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from types import FrameType
 from typing import Any
-from urllib.parse import urlencode
 
 import numpy as np
 import pandas as pd
 
-from .errors import APIError
+from .answers import as_records
 from .kernel_session import session
 from .paths import api_path
 
@@ -107,7 +106,7 @@ def to_frame(records: Iterable[Mapping[str, Any]] | Mapping[str, Any], kind: str
         TypeError: ``records`` is neither an object nor a list of objects
             (the helpers turn this into an :class:`APIError` naming the endpoint).
     """
-    records = _as_records(records)
+    records = as_records(records)
     if kind in ("usage", "quota"):
         return _counts_frame(records, kind)
     schema = SCHEMAS[kind]
@@ -128,63 +127,6 @@ def to_frame(records: Iterable[Mapping[str, Any]] | Mapping[str, Any], kind: str
         ordered[name] = pd.Series(values, dtype=object)
     _warn_misfits(kind, misfits)
     return pd.DataFrame(ordered, copy=False)  # every column was built here: nothing to protect by copying
-
-
-def _as_records(records: Any) -> list[Mapping[str, Any]]:
-    if isinstance(records, Mapping):
-        return [records]
-    if isinstance(records, (str, bytes)) or not isinstance(records, Iterable):
-        raise TypeError(f"expected a JSON object or a list of objects, got {_describe(records)}")
-    if not isinstance(records, list):
-        records = list(records)
-    if not set(map(type, records)) <= {dict}:  # the JSON case is one C-level pass
-        for i, record in enumerate(records):
-            if not isinstance(record, Mapping):
-                raise TypeError(f"expected a list of objects, but item {i} is {_describe(record)}")
-    return records
-
-
-def _describe(value: Any) -> str:
-    """How a JSON value reads in a message: ``null``, ``a number (5)``, ``a list``..."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()})"
-    if isinstance(value, (int, float)):
-        return f"a number ({value!r})" if len(repr(value)) <= 20 else "a number"
-    if isinstance(value, str):
-        return f"a string ({value[:20]!r}{'…' if len(value) > 20 else ''})"
-    if isinstance(value, Mapping):
-        return "an object"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    return f"a {type(value).__name__}"
-
-
-def records_of(answer: Any, method: str, url: str, *, many: bool) -> list[Mapping[str, Any]]:
-    """Check an API answer's shape before it becomes a frame.
-
-    Args:
-        answer: the parsed JSON body.
-        method: HTTP method of the request (for the message).
-        url: its URL (for the message).
-        many: a list endpoint (a list of objects expected) or a single object.
-
-    Raises:
-        APIError: one line naming the endpoint and what was wrong (status 200:
-            the API answered, in a shape no client can use).
-    """
-    if many and not isinstance(answer, list):
-        problem = f"expected a list of objects, got {_describe(answer)}"
-    elif not many and not isinstance(answer, Mapping):
-        problem = f"expected an object, got {_describe(answer)}"
-    else:
-        try:
-            return _as_records(answer)
-        except TypeError as exc:
-            problem = str(exc)
-    raise APIError(200, method, url, f"unexpected answer: {problem}",
-                   hint="the API answered in a shape this client cannot use; try again, and report it if it persists")
 
 
 def _columns(records: list[Mapping[str, Any]], lead: list[str]) -> dict[str, list[Any]]:
@@ -551,36 +493,30 @@ def query_params(sort: str | None = None, q: str | None = None) -> dict[str, str
 # -- helpers (one row per resource) ------------------------------------------------
 
 
-def fetch_records(s: Any, path: str, params: dict[str, str] | None = None, *, many: bool = True) -> list[Mapping[str, Any]]:
-    """GET ``path`` and check the answer's shape (``many``: a list endpoint) before it becomes a frame."""
-    url = s.base_url.rstrip("/") + path + (f"?{urlencode(params)}" if params else "")
-    return records_of(s.get_json(path, params), "GET", url, many=many)
-
-
 def usage() -> pd.DataFrame:
     """Lifetime usage counts: one int64 column per key (project, import, export, simulation...)."""
-    return to_frame(fetch_records(session(), "/user/usage", many=False), "usage")
+    return to_frame(session().get_object("/user/usage"), "usage")
 
 
 def quota() -> pd.DataFrame:
     """Remaining quota: one int64 column per key."""
-    return to_frame(fetch_records(session(), "/user/quota", many=False), "quota")
+    return to_frame(session().get_object("/user/quota"), "quota")
 
 
 def license() -> pd.DataFrame:  # noqa: A001 - the interface's name
     """The licence: product, issued, expires, expired."""
-    return to_frame(fetch_records(session(), "/user/license", many=False), "license")
+    return to_frame(session().get_object("/user/license"), "license")
 
 
 def projects(sort: str | None = None, q: str | None = None) -> pd.DataFrame:
     """All projects, newest ID first; ``sort="name:1"``, ``q='name:"Lattice*"'``."""
-    return to_frame(fetch_records(session(), "/projects", query_params(sort, q)), "projects")
+    return to_frame(session().get_records("/projects", query_params(sort, q)), "projects")
 
 
 def project(id: str | None = None) -> pd.DataFrame:  # noqa: A002 - the interface's name
     """One project (default: the session's default project) as a one-row frame."""
     s = session()
-    return to_frame(fetch_records(s, api_path("/projects/{pid}", pid=s.require_project(id)), many=False), "projects")
+    return to_frame(s.get_object(api_path("/projects/{pid}", pid=s.require_project(id))), "projects")
 
 
 def assets(
@@ -596,7 +532,7 @@ def assets(
         return _account("assets", project, sort, q, on_error, progress)
     s = session()
     path = api_path("/projects/{pid}/assets", pid=s.require_project(project))
-    return to_frame(fetch_records(s, path, query_params(sort, q)), "assets")
+    return to_frame(s.get_records(path, query_params(sort, q)), "assets")
 
 
 def jobs(
@@ -618,7 +554,7 @@ def jobs(
         return _account("jobs", project, sort, q, on_error, progress)
     s = session()
     path = api_path("/projects/{pid}/jobs", pid=s.require_project(project))
-    return to_frame(fetch_records(s, path, query_params(sort, q)), "jobs")
+    return to_frame(s.get_records(path, query_params(sort, q)), "jobs")
 
 
 def workflows(
@@ -630,7 +566,7 @@ def workflows(
         return _account("workflows", project, sort, q, on_error, progress)
     s = session()
     path = api_path("/projects/{pid}/workflows", pid=s.require_project(project))
-    return to_frame(fetch_records(s, path, query_params(sort, q)), "workflows")
+    return to_frame(s.get_records(path, query_params(sort, q)), "workflows")
 
 
 def _account(kind: str, project: str | None, sort: str | None, q: str | None, on_error: str,

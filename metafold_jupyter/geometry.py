@@ -277,7 +277,7 @@ def _asset_mesh(s: Session, pid: str, meta: Mapping[str, Any], progress: bool | 
 
 
 def _asset_meta(s: Session, pid: str, asset_id: Any) -> dict[str, Any]:
-    return s.get_json(api_path("/projects/{pid}/assets/{aid}", pid=pid, aid=asset_id))
+    return s.get_object(api_path("/projects/{pid}/assets/{aid}", pid=pid, aid=asset_id))
 
 
 # -- the public calls ---------------------------------------------------------------------------------
@@ -362,7 +362,7 @@ def mesh_metrics(assets: Any = None, project: str | None = None, *, progress: bo
     s = session()
     pid = s.require_project(project)
     if assets is None:
-        listed = s.get_json(api_path("/projects/{pid}/assets", pid=pid))
+        listed = s.get_records(api_path("/projects/{pid}/assets", pid=pid), what="assets")
         metas = [a for a in listed if Path(str(a.get("filename", ""))).suffix.lower() in MESH_TYPES]
     else:
         ids = _asset_ids(assets)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from dataclasses import replace
 from urllib.parse import urljoin
 
+from .answers import json_of, object_of, records_of
 from .auth import ClientCredentials, Credentials, StaticToken
 from .config import DEFAULT_TIMEOUT, Secret, Settings, ask_credentials, origin_of, resolve_settings
 from .errors import APIError, ConfigError, NotLoggedInError
@@ -163,30 +164,23 @@ class Session:
 
     def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
         """GET ``path`` and return the parsed JSON body."""
-        resp = self.request("GET", path, params=params)
-        try:
-            return resp.json()
-        except ValueError:
-            raise APIError(resp.status_code, "GET", resp.url, "the answer is not JSON") from None
+        return json_of(self.request("GET", path, params=params))
 
-    def get_records(
-        self, path: str, params: dict[str, Any] | None = None, what: str = "records"
-    ) -> list[dict[str, Any]]:
-        """GET a list endpoint: its JSON array of objects.
+    def get_records(self, path: str, params: dict[str, Any] | None = None, what: str = "objects") -> list[dict[str, Any]]:
+        """GET a list endpoint: its JSON array of objects (``what`` names them in messages).
 
         Raises:
             APIError: the answer is not a JSON array of objects (``null``, ``[1, 2]``, ``[[1]]``...).
         """
-        resp = self.request("GET", path, params=params)
-        try:
-            body = resp.json()
-        except ValueError:
-            raise APIError(resp.status_code, "GET", resp.url, "the answer is not JSON") from None
-        if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
-            shape = type(body).__name__ if not isinstance(body, list) else "list holding something else than objects"
-            raise APIError(resp.status_code, "GET", resp.url, f"expected a JSON array of {what}, got a {shape}",
-                           hint="the server does not answer like the Metafold API; check METAFOLD_BASE_URL")
-        return body
+        return records_of(self.request("GET", path, params=params), what)
+
+    def get_object(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """GET an endpoint that answers one JSON object.
+
+        Raises:
+            APIError: the answer is not a JSON object.
+        """
+        return object_of(self.request("GET", path, params=params))
 
     def api_url(self, path: str) -> str:
         """The absolute URL of an API path (``/projects``, ``user/license``).

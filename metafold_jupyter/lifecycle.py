@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from .answers import object_of
 from .errors import APIError, InvalidValueError, TransportError
 from .frames import to_frame
 from .kernel_session import Session, session
@@ -197,7 +198,7 @@ def cancel_workflow(id: str, project: str | None = None) -> pd.DataFrame:  # noq
                 hint=f"a finished workflow cannot be cancelled; see its state with mf.workflow({str(id)!r})",
             ) from None
         raise
-    return to_frame(resp.json(), "workflows")
+    return to_frame(object_of(resp), "workflows")
 
 
 def delete_asset(id: str, project: str | None = None) -> pd.DataFrame:  # noqa: A002
@@ -226,7 +227,7 @@ def lookup(kind: str, id: str, project: str | None = None) -> pd.DataFrame:  # n
     template, schema, _ = _kind(kind)
     s = session()
     pid = _plain_id(id, "project ID") if kind == "project" else s.require_project(project)
-    return to_frame(s.get_json(_path(kind, template, pid, id)), schema)
+    return to_frame(s.get_object(_path(kind, template, pid, id)), schema)
 
 
 def delete(kind: str, id: str, project: str | None = None) -> pd.DataFrame:  # noqa: A002
@@ -274,7 +275,7 @@ def _path(kind: str, template: str, pid: str, rid: str) -> str:
 def _delete(s: Session, kind: str, pid: str, rid: str) -> pd.DataFrame:
     template, schema, _ = KINDS[kind]
     path = _path(kind, template, pid, rid)
-    row = to_frame(s.get_json(path), schema)  # what will go; an unknown ID is a 404 here
+    row = to_frame(s.get_object(path), schema)  # what will go; an unknown ID is a 404 here
     _write(s, "DELETE", path, kind)
     _LOGGER.info("deleted %s", describe(kind, row))
     return row
@@ -293,7 +294,7 @@ def _write(s: Session, method: str, path: str, kind: str, **kwargs: Any) -> requ
 
 
 def _project_frame(resp: requests.Response) -> pd.DataFrame:
-    return to_frame(resp.json(), "projects")
+    return to_frame(object_of(resp), "projects")
 
 
 def _check_name(name: Any) -> str:

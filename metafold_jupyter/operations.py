@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 import urllib3
 
+from .answers import object_of
 from .config import ConfigError, check_secure_url, origin_of
 from .errors import APIError, DestinationExistsError, IntegrityError, MetafoldError, PollTimeout, TransportError
 from .frames import to_frame
@@ -196,19 +197,16 @@ def download_asset(
 
 def _link_answer(s: Any, path: str) -> dict[str, Any]:
     """The download-link answer, completed from the asset's metadata when it carries only ``link``."""
-    meta = s.get_json(path, params={"download": "true"})
+    meta = s.get_object(path, params={"download": "true"})
     url = s.base_url + path.lstrip("/") + "?download=true"
-    if not isinstance(meta, dict):
-        raise APIError(200, "GET", url, f"expected a JSON object with a download link, got a {type(meta).__name__}")
     if not meta.get("link") or not isinstance(meta["link"], str):
         raise APIError(200, "GET", url, "the answer has no download link")
     if not all(meta.get(key) is not None for key in ("filename", "size", "checksum")):
         # The SDKs read only "link", and some answers carry nothing else: the asset's own
         # record has the name, the size and the checksum.
-        asset = s.get_json(path)
-        if isinstance(asset, dict):
-            known = {k: v for k, v in meta.items() if v is not None}
-            meta = {**{k: v for k, v in asset.items() if v is not None}, **known}
+        asset = s.get_object(path)
+        known = {k: v for k, v in meta.items() if v is not None}
+        meta = {**{k: v for k, v in asset.items() if v is not None}, **known}
     return meta
 
 
@@ -470,7 +468,7 @@ def upload_asset(path: str | os.PathLike, project: str | None = None, *, progres
             data=body,
             headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
         )
-    return to_frame(resp.json(), "assets")
+    return to_frame(object_of(resp), "assets")
 
 
 # -- workflows --------------------------------------------------------------------
@@ -557,7 +555,7 @@ def dispatched_workflow(s: Any, resp: requests.Response, path: str) -> dict[str,
         APIError: the answer is not a JSON object with an ``id`` (one line).
     """
     url = s.base_url + path.lstrip("/")
-    workflow = object_answer(resp, "POST", url)
+    workflow = object_of(resp)
     if workflow.get("id") is None:
         raise APIError(resp.status_code, "POST", url, "the dispatched workflow has no id")
     return workflow
@@ -611,7 +609,7 @@ def poll_status(
             raise PollTimeout(wid, timeout, state)
         sleep(min(pause, deadline - now))
         resp = get()
-        body = object_answer(resp, "GET", resp.url)
+        body = object_of(resp)
         if resp.status_code != 202:
             return body
         state = str(body.get("state", state))[:40]
@@ -638,16 +636,6 @@ def retry_after(value: str | None) -> float:
     return max(0.0, seconds) if seconds == seconds else 0.0  # NaN: none
 
 
-def object_answer(resp: requests.Response, method: str, url: str) -> dict[str, Any]:
-    try:
-        body = resp.json()
-    except ValueError:
-        raise APIError(resp.status_code, method, url, "the answer is not JSON") from None
-    if not isinstance(body, dict):
-        raise APIError(resp.status_code, method, url, f"expected a JSON object, got a {type(body).__name__}")
-    return body
-
-
 def _finished_jobs(s: Any, pid: str, wid: str) -> int:
     jobs = s.get_records(api_path("/projects/{pid}/jobs", pid=pid), what="jobs")
     return sum(1 for j in jobs if str(j.get("workflow_id")) == wid and j.get("state") in FINISHED)
@@ -666,7 +654,7 @@ def cancel_remote(s: Any, pid: str, wid: str) -> dict[str, Any]:
     Raises:
         APIError: refused (400 once the workflow has finished) or no answer.
     """
-    return s.request("POST", api_path("/projects/{pid}/workflows/{wid}/cancel", pid=pid, wid=wid)).json()
+    return object_of(s.request("POST", api_path("/projects/{pid}/workflows/{wid}/cancel", pid=pid, wid=wid)))
 
 
 def _cancel(s: Any, pid: str, wid: str) -> str:

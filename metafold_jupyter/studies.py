@@ -50,6 +50,7 @@ from typing import Any
 
 import pandas as pd
 
+from .answers import object_of
 from .errors import APIError, InvalidValueError, PollTimeout
 from .fanout import _workers, gather
 from .frames import DATETIME, TIMEDELTA, to_frame
@@ -61,7 +62,6 @@ from .operations import (
     cancel_remote,
     definition_text,
     dispatched_workflow,
-    object_answer,
     parameter_text,
     poll_status,
     retry_after,
@@ -441,7 +441,7 @@ class _Study:
         """Each job of a finished workflow, once (its outputs), in the workflow's order."""
         request = request or self._request
         paths = [api_path("/projects/{pid}/jobs/{jid}", pid=self.pid, jid=str(jid)) for jid in job_ids]
-        return [object_answer(resp, "GET", resp.url) for resp in (request("GET", path) for path in paths)]
+        return [object_of(request("GET", path)) for path in paths]
 
     def _saw(self, run: _Run, state: str) -> None:
         with self._cond:
@@ -523,7 +523,7 @@ class _Study:
         """A run that finished while the study was stopping: its final row and its jobs."""
         wid = run.workflow_id or "?"
         try:
-            workflow = self.s.get_json(api_path("/projects/{pid}/workflows/{wid}", pid=self.pid, wid=wid))
+            workflow = self.s.get_object(api_path("/projects/{pid}/workflows/{wid}", pid=self.pid, wid=wid))
             run.workflow = workflow
             run.jobs = self._fetch_jobs(workflow.get("jobs") or [], request=self.s.request)
             run.error = _first_error(workflow, run.jobs) if workflow.get("state") in FINISHED else run.error

@@ -472,13 +472,13 @@ def test_list_answers_that_are_not_lists_of_objects_are_one_line(evil, tmp_path,
     evil.on("GET", "/projects/1/jobs", Reply(200, answer))
     login_evil(evil, project="1")
     (tmp_path / "mine.stl").write_text("solid m\nendsolid m\n")
-    with pytest.raises(APIError, match="expected a JSON array of assets"):
+    with pytest.raises(APIError, match="expected a list of assets"):
         mf.upload_asset(tmp_path / "mine.stl", progress=False)  # the same-name check
     evil.on("POST", "/projects/1/workflows", Reply(202, {"id": "9", "state": "pending", "jobs": ["1"]}))
-    with pytest.raises(APIError, match="expected a JSON array of assets"):
+    with pytest.raises(APIError, match="expected a list of assets"):
         mf.run_workflow("jobs:\n  a:\n    type: mesh/preprocess\n", assets={"a.mesh": "7"}, progress=False)
     evil.on("GET", "/projects/1/workflows/9/status", Reply(201, {"id": "9", "state": "success", "jobs": ["1"]}))
-    with pytest.raises(APIError, match="expected a JSON array of jobs"):
+    with pytest.raises(APIError, match="expected a list of jobs"):
         mf.run_workflow("jobs:\n  a:\n    type: mesh/preprocess\n", progress=False)
     from metafold_jupyter.completion import _records
 

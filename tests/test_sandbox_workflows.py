@@ -116,8 +116,8 @@ def test_workflow_dispatch_is_202_with_link_and_job_ids(api, sandbox):
     assert jobs[1]["inputs"]["params"] == {"resolution": "16"}
     plain = api.get(f"/projects/{api.pid}/workflows/{wf['id']}").json()
     assert set(plain) == WORKFLOW_KEYS
-    # the seed's counts (export 14, simulation 2) plus this dispatch's one export job (remesh)
-    assert api.get("/user/usage").json() == {"project": 10, "import": 5, "export": 15, "simulation": 2}
+    # the seed's counts (import 7, export 14, simulation 2) plus this dispatch's one export job (remesh)
+    assert api.get("/user/usage").json() == {"project": 10, "import": 7, "export": 15, "simulation": 2}
 
 
 def test_workflow_jobs_go_pending_started_success_with_outputs(api):
