@@ -319,18 +319,24 @@ def test_committed_notebook_has_no_outputs(path):
 # -- Binder ----------------------------------------------------------------------------------
 
 
-def run_binder_start(tmp_path: Path, settings: dict[str, str], dotenv: str | None = None) -> dict[str, str]:
+def run_binder_start(tmp_path: Path, settings: dict[str, str], dotenv: str | None = None, *,
+                     git: bool = False, mode: int = 0o600) -> dict[str, str]:
     """Run a copy of binder/start as repo2docker would (cwd = the repository), with ``env`` as the command.
 
     Args:
         dotenv: where to put a .env, relative to the copied repository ("." , "notebooks", "..").
+        git: make the copy a repository root (a .git folder), where the search stops.
+        mode: the .env's permissions.
     """
     repo = tmp_path / "home" / "repo"
     (repo / "binder").mkdir(parents=True)
     (repo / "notebooks").mkdir()
+    if git:
+        (repo / ".git").mkdir()
     shutil.copy2(BINDER / "start", repo / "binder" / "start")
     if dotenv is not None:
         (repo / dotenv / ".env").write_text("METAFOLD_PROJECT_ID=1\n")
+        (repo / dotenv / ".env").chmod(mode)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path / "home"), **settings}
     done = subprocess.run(
         ["bash", "binder/start", "env"], cwd=repo, env=env, capture_output=True, text=True, timeout=30, check=True
@@ -360,6 +366,15 @@ def test_binder_start_turns_on_sandbox_only_without_credentials(tmp_path, settin
     assert env["HOME"] == str(tmp_path / "home")  # it exec'd the command with the environment intact
     for key, value in settings.items():
         assert env[key] == value
+
+
+@pytest.mark.parametrize(("dotenv", "git", "mode"), [("../..", False, 0o600), ("..", True, 0o600), (".", False, 0o666)],
+                         ids=["above-home", "above-repository-root", "writable-by-others"])
+def test_binder_start_looks_for_a_dotenv_where_the_library_would(tmp_path, dotenv, git, mode):
+    # the library stops at the home directory or a repository root and skips untrusted files;
+    # a .env it would not read must not switch the sandbox off either
+    env = run_binder_start(tmp_path, {}, dotenv, git=git, mode=mode)
+    assert env.get("METAFOLD_SANDBOX") == "1"
 
 
 def test_binder_start_is_an_executable_entrypoint(tmp_path):
