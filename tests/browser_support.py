@@ -9,6 +9,7 @@ for the server and for any process it started that is still alive.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -20,7 +21,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
@@ -48,6 +51,28 @@ def find_chromium() -> str | None:
         if path:
             return path
     return "/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None
+
+
+@contextlib.contextmanager
+def headless_chromium(args: list[str]) -> Iterator[Any]:
+    """Debian's Chromium, headless, through Playwright; the test is skipped (one line) without either."""
+    import pytest
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:  # pragma: no cover - the test extras install it
+        pytest.skip(f"playwright (python) is not installed: {exc}")
+    chromium = find_chromium()
+    if chromium is None:
+        configured = os.environ.get("METAFOLD_TEST_CHROMIUM")
+        where = f"METAFOLD_TEST_CHROMIUM={configured!r} is not executable" if configured else "none on PATH"
+        pytest.skip(f"no Chromium ({where}): install Debian's chromium; tests/run.py does and sets the variable")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=args)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 def free_port() -> int:

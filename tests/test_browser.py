@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import pytest
-from browser_support import ARTIFACTS, CHROMIUM_ARGS, JupyterLab, find_chromium
+from browser_support import ARTIFACTS, CHROMIUM_ARGS, JupyterLab, headless_chromium
 from helpers import leaks, secrets_of
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -53,21 +53,10 @@ class LoginStatusWrong(AssertionError):
 @pytest.fixture(scope="module")
 def chromium_browser():
     """Headless Chromium (Debian's, through Playwright), shared by the tests of this module."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:  # pragma: no cover - the test extras install it
-        pytest.skip(f"playwright (python) is not installed: {exc}")
-    chromium = find_chromium()  # read before the autouse fixture strips METAFOLD_* (module scope runs first)
-    if chromium is None:
-        configured = os.environ.get("METAFOLD_TEST_CHROMIUM")
-        where = f"METAFOLD_TEST_CHROMIUM={configured!r} is not executable" if configured else "none on PATH"
-        pytest.skip(f"no Chromium ({where}): install Debian's chromium; tests/run.py does and sets the variable")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    # find_chromium() reads METAFOLD_TEST_CHROMIUM before the autouse fixture strips METAFOLD_*
+    # (module-scoped fixtures run first)
+    with headless_chromium(CHROMIUM_ARGS) as browser:
+        yield browser
 
 
 @pytest.fixture(scope="module")

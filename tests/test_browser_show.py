@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 import pytest
-from browser_support import ARTIFACTS, CHROMIUM_ARGS, JupyterLab, find_chromium
+from browser_support import ARTIFACTS, CHROMIUM_ARGS, JupyterLab, headless_chromium
 from test_browser import LAB_SETTINGS, START_TIMEOUT, STEP_TIMEOUT, run_cell, wait_for_kernel
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -35,19 +35,8 @@ RENDER_TIMEOUT = 30.0  # seconds for plotly to paint the scene with software Web
 @pytest.fixture(scope="module")
 def webgl_browser():
     """Headless Chromium with WebGL on SwiftShader (module scope)."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:  # pragma: no cover - the test extras install it
-        pytest.skip(f"playwright (python) is not installed: {exc}")
-    chromium = find_chromium()
-    if chromium is None:
-        pytest.skip("no Chromium: install Debian's chromium; tests/run.py does and sets METAFOLD_TEST_CHROMIUM")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, headless=True, args=WEBGL_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with headless_chromium(WEBGL_ARGS) as browser:
+        yield browser
 
 
 @pytest.fixture(scope="module")
