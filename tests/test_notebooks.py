@@ -10,11 +10,14 @@ Every notebook runs top to bottom in a real kernel (nbclient, kernel "python3"),
   client secret) appears anywhere in the executed notebook.
 
 A probe cell appended to each executed copy reports which package the kernel imported
-and where its session points, so a notebook cannot pass against the wrong code or account.
+and where its session points, so a notebook cannot pass against the wrong code or account;
+it also hands over a few of the notebook's DataFrames (the design study and its mesh metrics),
+so their checks read the data rather than its printed form.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -24,6 +27,7 @@ import subprocess
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 from helpers import leaks, secrets_of
 from nbclient import NotebookClient
@@ -51,12 +55,19 @@ _states = {
     for _name, _value in dict(globals()).items()
     if _name in ("jobs", "failed") and hasattr(_value, "columns") and "state" in _value.columns
 }
+_frames = {  # the design study and its mesh metrics, for checks against the data, not its print-out
+    _name: {"dtypes": {str(k): str(v) for k, v in _value.dtypes.items()},
+            **_json.loads(_value.to_json(orient="split", index=False, date_format="iso", default_handler=str))}
+    for _name, _value in dict(globals()).items()
+    if _name in ("study", "meshes") and hasattr(_value, "to_json")
+}
 print("PROBE " + _json.dumps({
     "package": _mf.__file__,
     "logged_in": _session is not None,
     "sandbox": bool(_session and _session.sandbox),
     "base_url": _session.base_url if _session else None,
     "states": _states,
+    "frames": _frames,
 }))
 """
 
@@ -124,6 +135,12 @@ def cell(nb: nbformat.NotebookNode, source_start: str) -> nbformat.NotebookNode:
 def probe(nb: nbformat.NotebookNode) -> dict:
     line = next(line for line in texts(nb.cells[-1], "stdout").splitlines() if line.startswith("PROBE "))
     return json.loads(line.removeprefix("PROBE "))
+
+
+def probe_frame(nb: nbformat.NotebookNode, name: str) -> tuple[pd.DataFrame, dict[str, str]]:
+    """A DataFrame the notebook left in ``name`` (as the probe saw it) and its dtypes there."""
+    info = probe(nb)["frames"][name]
+    return pd.DataFrame(info["data"], columns=info["columns"]), info["dtypes"]
 
 
 def check_runs_clean(nb: nbformat.NotebookNode) -> None:
@@ -235,13 +252,60 @@ def check_design_study(nb: nbformat.NotebookNode) -> None:
     assert "Sandbox playground" in failures and "failed %" in failures
     months = texts(cell(nb, "ran = account_jobs.dropna("))
     assert re.search(r"20\d\d-\d\d", months) and "Sandbox playground" in months
-    assert images(nb) >= 3  # volume scatter, volume/area by resolution, compute per month
+    assert images(nb) >= 5  # volume scatter, volume/area by resolution, compute per month, 2 meshes
     # the place the geometry work fills in: a heading near the end, after the account section
     headings = [c.source.splitlines()[0] for c in nb.cells if c.cell_type == "markdown"]
     assert "## 7. Look at the meshes" in headings
     assert headings.index("## 7. Look at the meshes") > headings.index(
         "## 6. The whole account: failures and compute time")
     assert "mesh.mesh" in texts(cell(nb, 'study[["run", "sample.thickness"'))
+    check_design_study_meshes(nb)
+
+
+#: mf.mesh_metrics' columns and dtypes (interface.md; README "3D views and mesh metrics").
+MESH_METRIC_DTYPES = {
+    "asset_id": "string", "filename": "string", "faces": "int64", "vertices": "int64", "watertight": "bool",
+    **{name: "float64" for name in ("volume", "area", "min_x", "min_y", "min_z", "max_x", "max_y", "max_z")},
+}
+
+
+def check_design_study_meshes(nb: nbformat.NotebookNode) -> None:
+    """Section 7: the runs' meshes measured next to their parameters, and two of them in 3D."""
+    study, _ = probe_frame(nb, "study")
+    meshes, dtypes = probe_frame(nb, "meshes")
+    assert dtypes == MESH_METRIC_DTYPES  # every column, in order, typed
+    # one row per run, in the study's order, each the mesh that run's job reported
+    assert len(meshes) == len(study) == 8
+    assert meshes["asset_id"].tolist() == study["mesh.mesh"].astype(str).tolist()
+    assert meshes["faces"].tolist() == study["mesh.triangles"].tolist()
+    assert meshes["watertight"].all() and (meshes["vertices"] > 0).all()
+    # the 20 mm box: every lattice fills it
+    for axis in "xyz":
+        assert ((meshes[f"max_{axis}"] - meshes[f"min_{axis}"]).between(19, 21)).all()
+    # measured locally, the mesh's volume and area are the metrics job's (one field, two routes)
+    assert ((meshes["volume"] / study["metrics.volume"] - 1).abs() < 1e-4).all()
+    assert ((meshes["area"] / study["metrics.area"] - 1).abs() < 1e-3).all()
+    # and they follow the parameters: more wall, more volume, at each resolution
+    joined = study[["sample.thickness", "sample.resolution"]].join(meshes[["faces", "volume"]])
+    for _, runs in joined.groupby("sample.resolution"):
+        ordered = runs.sort_values("sample.thickness")
+        assert ordered["volume"].is_monotonic_increasing and ordered["volume"].is_unique
+    fine, coarse = (joined[joined["sample.resolution"] == r].set_index("sample.thickness") for r in (24, 16))
+    assert (fine["faces"] > coarse["faces"]).all()  # the finer grid, the more faces
+    table = texts(cell(nb, "meshes = mf.mesh_metrics("))
+    assert "watertight" in table and "volume" in table and "sample.thickness" in table
+    checks = texts(cell(nb, "gap = "), "stdout")
+    assert "every mesh is closed: True" in checks and "the same: True" in checks
+    # the two views: thinnest and thickest walls on the finer grid, each interactive and a picture
+    picked = study[study["sample.resolution"] == 24].set_index("sample.thickness")
+    for source, thickness in (('mf.show(fine.loc[0.5, "mesh.mesh"])', 0.5), ('mf.show(fine.loc[2.0,', 2.0)):
+        view = next(c for c in code_cells(nb) if source in c.source)
+        (out,) = [o for o in view.outputs if "application/vnd.plotly.v1+json" in o.get("data", {})]
+        title = out.data["application/vnd.plotly.v1+json"]["layout"]["title"]["text"]
+        assert f"(asset {picked.loc[thickness, 'mesh.mesh']})" in title, title
+        assert f"<sub>{int(picked.loc[thickness, 'mesh.triangles']):,} faces · " in title, title  # all, none reduced
+        png = base64.b64decode(out.data["image/png"])
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
 
 
 #: Meaningful outputs per notebook, so that none can pass by showing nothing.
