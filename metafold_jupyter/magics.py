@@ -50,6 +50,17 @@ SUBCOMMANDS: dict[str, str] = {
 }
 ALL_PROJECTS = ("assets", "jobs", "workflows")  # subcommands that take --all-projects
 CELL_SUBCOMMANDS = ("run", "sweep")  # the cell body is a workflow definition
+#: options of %metafold that only some subcommands take: (argparse dests, the message's
+#: subject, where they apply, those subcommands)
+_SCOPED_OPTIONS: tuple[tuple[tuple[str, ...], str, str, tuple[str, ...]], ...] = (
+    (("param", "asset"), "--param and --asset apply", "%%metafold run and sweep", CELL_SUBCOMMANDS),
+    (("concurrency",), "--concurrency applies", "%%metafold sweep", ("sweep",)),
+    (("max_faces",), "--max-faces applies", "show", ("show",)),
+    (("access",), "--access applies", "create, duplicate and rename", ("create", "duplicate", "rename")),
+    (("yes",), "--yes applies", "delete", ("delete",)),
+    (("all_projects",), "--all-projects applies", ", ".join(ALL_PROJECTS), ALL_PROJECTS),
+    (("overwrite",), "--overwrite applies", "download", ("download",)),
+)
 SORT_FIELDS = {
     "projects": ("id", "user", "name", "created", "modified"),
     "assets": ("id", "filename", "size", "created", "modified"),
@@ -206,22 +217,12 @@ class MetafoldMagics(Magics):
                 if name in CELL_SUBCOMMANDS
                 else f"%%metafold as a cell magic only runs workflows: %%metafold run or sweep (not {name!r})"
             )
-        if (args.param or args.asset) and name not in CELL_SUBCOMMANDS:
-            raise UsageError("--param and --asset apply to %%metafold run and sweep only")
-        if args.concurrency is not None and name != "sweep":
-            raise UsageError("--concurrency applies to %%metafold sweep only")
+        for dests, what, where, subcommands in _SCOPED_OPTIONS:
+            given = any(getattr(args, d) != self.metafold.parser.get_default(d) for d in dests)
+            if given and name not in subcommands:
+                raise UsageError(f"{what} to {where} only")
         if args.out and not args.out.isidentifier():
             raise UsageError(f"-o needs a variable name, not {args.out!r}")
-        if args.max_faces != geometry.DEFAULT_MAX_FACES and name != "show":
-            raise UsageError("--max-faces applies to show only")
-        if args.access is not None and name not in ("create", "duplicate", "rename"):
-            raise UsageError("--access applies to create, duplicate and rename only")
-        if args.yes and name != "delete":
-            raise UsageError("--yes applies to delete only")
-        if args.all_projects and name not in ALL_PROJECTS:
-            raise UsageError(f"--all-projects applies to {', '.join(ALL_PROJECTS)} only")
-        if args.overwrite and name != "download":
-            raise UsageError("--overwrite applies to download only")
         result = self._call(lambda: handler(args, cell) if name in CELL_SUBCOMMANDS else handler(args))
         if args.out:
             self.shell.user_ns[args.out] = result  # type: ignore[union-attr]  # a magic runs only in a shell

@@ -365,10 +365,31 @@ def test_run_workflows_gives_up_dispatching_at_the_timeout(limited):
 # -- Ctrl-C ---------------------------------------------------------------------------------------
 
 
-def interrupt_after(seconds: float) -> threading.Timer:
-    timer = threading.Timer(seconds, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
-    timer.start()
-    return timer
+def interrupt_when(condition, then: float = 0.0, timeout: float = 60.0) -> threading.Event:
+    """Ctrl-C (a real SIGINT to the main thread) once ``condition()`` holds, ``then`` seconds later.
+
+    Waiting for a state rather than a fixed time keeps these tests right on a loaded machine,
+    where the dispatches themselves may take a while. Set the returned event to call it off.
+    """
+    stop = threading.Event()
+
+    def watch() -> None:
+        deadline = time.monotonic() + timeout
+        while not stop.is_set() and time.monotonic() < deadline:
+            if condition():
+                if not stop.wait(then):
+                    signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+                return
+            stop.wait(0.05)
+
+    threading.Thread(target=watch, daemon=True, name="interrupt-when").start()
+    return stop
+
+
+def dispatched(sandbox, at_least: int):
+    """A condition: at least ``at_least`` more workflows exist on the sandbox than now."""
+    before = len(sandbox.store.workflows)
+    return lambda: len(sandbox.store.workflows) - before >= at_least
 
 
 def test_run_workflows_ctrl_c_cancels_unfinished_workflows_and_keeps_finished_rows(session, sandbox):
@@ -376,13 +397,14 @@ def test_run_workflows_ctrl_c_cancels_unfinished_workflows_and_keeps_finished_ro
     runs = [{"sample.thickness": 1.0, "sandbox.duration": 1}] + [
         {"sample.thickness": 0.5 + i / 10, "sandbox.duration": 30} for i in range(5)]
     before = workflow_ids(session)
-    timer = interrupt_after(4.0)  # run 0 is seen finished about 1.3 s after its dispatch
+    # runs 0-3 dispatched; run 0 (1 s) is seen finished about 1.3 s after its dispatch
+    timer = interrupt_when(dispatched(sandbox, 4), then=3.0)
     started = time.monotonic()
     try:
         with pytest.raises(KeyboardInterrupt) as info:
             mf.run_workflows(METRICS, runs, concurrency=3, progress=False)
     finally:
-        timer.cancel()
+        timer.set()
     assert time.monotonic() - started < 15  # it did not wait for the 30 s workflows
     exc = info.value
     assert isinstance(exc, studies.StudyInterrupted)
@@ -468,31 +490,32 @@ def test_sweep_magic_needs_a_cell(logged_in):
 def test_sweep_magic_ctrl_c_names_the_cancelled_workflows(logged_in, sandbox, capsys):
     shell = logged_in
     shell.run_line_magic("config", "MetafoldMagics.progress = False")
-    timer = interrupt_after(1.5)
+    timer = interrupt_when(dispatched(sandbox, 2), then=0.3)
     try:
         with pytest.raises(UsageError) as info:
             shell.run_cell_magic("metafold", "sweep --param sample.thickness=0.5,1,1.5 "
                                  "--param sandbox.duration=30 --concurrency 2 -o partial", METRICS)
     finally:
-        timer.cancel()
+        timer.set()
     message = str(info.value)
     assert len(message.splitlines()) == 1
-    cancelled = [str(w["id"]) for w in mf.workflows(q="state:canceled").to_dict("records")]
-    assert len(cancelled) == 2 and f"cancelled 2 workflows on the server ({', '.join(sorted(cancelled, key=int))})" \
-        in message
+    cancelled = {str(w["id"]) for w in mf.workflows(q="state:canceled").to_dict("records")}
+    in_run_order = [str(w) for w in info.value.frame["workflow_id"].dropna()]  # dispatches may race
+    assert len(cancelled) == 2 and set(in_run_order) == cancelled
+    assert f"cancelled 2 workflows on the server ({', '.join(in_run_order)})" in message
     assert "1 never started" in message and "every run's row is in partial" in message
     assert shell.user_ns["partial"] is info.value.frame
     assert list(info.value.frame["state"].fillna("-")) == ["canceled", "canceled", "-"]
 
 
-def test_sweep_magic_ctrl_c_through_run_cell_keeps_the_rows(logged_in, capsys):
+def test_sweep_magic_ctrl_c_through_run_cell_keeps_the_rows(logged_in, sandbox, capsys):
     shell = logged_in
     shell.run_line_magic("config", "MetafoldMagics.progress = False")
-    timer = interrupt_after(1.5)
+    timer = interrupt_when(dispatched(sandbox, 2), then=0.3)
     try:
         result = shell.run_cell("%%metafold sweep --param sandbox.duration=30,30\n" + METRICS)
     finally:
-        timer.cancel()
+        timer.set()
     out = capsys.readouterr()
     lines = [line for line in (out.out + out.err).splitlines() if line.strip()]
     assert len(lines) == 1 and "cancelled 2 workflows on the server" in lines[0] and "Traceback" not in lines[0]
