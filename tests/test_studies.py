@@ -356,9 +356,12 @@ def test_run_workflows_gives_up_dispatching_at_the_timeout(limited):
     runs = [{"sandbox.duration": 30}] * 3
     with pytest.warns(WorkflowFailedWarning):
         df = mf.run_workflows(METRICS, runs, concurrency=3, timeout=2.5, progress=False)
-    assert list(df["workflow_id"].notna()) == [True, True, False]
-    assert all("did not finish within 2.5 s" in e for e in df["error"].iloc[:2])
-    assert "HTTP 429" in df["error"].iloc[2] and "not dispatched" in df["error"].iloc[2]
+    # three dispatches race for two places: which run is refused is up to the race
+    sent = df["workflow_id"].notna()
+    assert sent.sum() == 2
+    assert all("did not finish within 2.5 s" in e for e in df.loc[sent, "error"])
+    (refused,) = df.loc[~sent, "error"]
+    assert "HTTP 429" in refused and "not dispatched" in refused
     assert len(workflow_ids(s)) >= 2
 
 
