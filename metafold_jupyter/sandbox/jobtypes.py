@@ -228,11 +228,7 @@ def _preprocess(params: Mapping[str, str], inputs: Mapping[str, JobInput], label
     stats = meshio.mesh_stats(vertices, faces)
     return (
         {
-            "triangles": str(stats.triangles),
-            "vertices": str(stats.vertices),
-            "watertight": str(stats.watertight).lower(),
-            "volume": _fmt(stats.volume),
-            "area": _fmt(stats.area),
+            **_mesh_params(stats),
             "bounding_box": _vec([*stats.lo, *stats.hi]),
             "units": "mm",
             "source": source,
@@ -361,6 +357,17 @@ def _metrics(params: Mapping[str, str], inputs: Mapping[str, JobInput], label: s
     )
 
 
+def _mesh_params(stats: Any) -> dict[str, str]:
+    """The output params every mesh-making job reports about its mesh (strings, as the API's are)."""
+    return {
+        "triangles": str(stats.triangles),
+        "vertices": str(stats.vertices),
+        "watertight": str(stats.watertight).lower(),
+        "volume": _fmt(stats.volume),
+        "area": _fmt(stats.area),
+    }
+
+
 def _from_volume(params: Mapping[str, str], inputs: Mapping[str, JobInput], label: str, cache: ResultCache) -> Outputs:
     from . import meshio
 
@@ -368,11 +375,7 @@ def _from_volume(params: Mapping[str, str], inputs: Mapping[str, JobInput], labe
     vertices, faces, stats = _surface(params, inputs, "mesh/from-volume", cache)
     return (
         {
-            "triangles": str(stats.triangles),
-            "vertices": str(stats.vertices),
-            "watertight": str(stats.watertight).lower(),
-            "volume": _fmt(stats.volume),
-            "area": _fmt(stats.area),
+            **_mesh_params(stats),
             "format": fmt,
         },
         {"mesh": (fmt, meshio.write_mesh(vertices, faces, fmt, label))},
