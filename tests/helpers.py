@@ -23,6 +23,25 @@ def token_of(sb) -> str:
     return r.json()["access_token"]
 
 
+class SandboxApi:
+    """Raw requests against one sandbox with a fresh token: ``api.get("/projects")``, ``api.post(...)``.
+
+    Paths are relative to the sandbox's URL; absolute URLs (status and download links) go as they are.
+    """
+
+    def __init__(self, sb):
+        import requests
+
+        self.sb = sb
+        self.pid = sb.default_project_id
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {token_of(sb)}"
+
+    def __getattr__(self, method):
+        return lambda path, **kw: self.http.request(
+            method.upper(), path if path.startswith("http") else self.sb.url + path, timeout=10, **kw)
+
+
 def secrets_of(sb) -> list[str]:
     """Everything that must never be shown: the client secret and every token issued."""
     return [sb.client_secret, *sb.issued_tokens]

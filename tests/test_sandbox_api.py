@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from helpers import SandboxApi
 from werkzeug.test import Client
 
 pytestmark = pytest.mark.timeout(60)
@@ -19,20 +20,8 @@ RFC1123 = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May
                      r"\d\d:\d\d:\d\d GMT$")
 
 
-class Api:
+class Api(SandboxApi):
     """requests against one sandbox with a fresh token."""
-
-    def __init__(self, sb):
-        self.sb = sb
-        self.http = requests.Session()
-        token = self.http.post(sb.url + "/oauth/token", json={
-            "grant_type": "client_credentials", "client_id": sb.client_id,
-            "client_secret": sb.client_secret, "audience": sb.audience}, timeout=10).json()["access_token"]
-        self.http.headers["Authorization"] = f"Bearer {token}"
-        self.pid = sb.default_project_id
-
-    def __getattr__(self, method):
-        return lambda path, **kw: self.http.request(method.upper(), self.sb.url + path, timeout=10, **kw)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ check, upload limits, loopback policy, bulk data and the CLI."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -17,12 +18,11 @@ from pathlib import Path
 
 import pytest
 import requests
+from helpers import token_of  # noqa: E402
 from requests.adapters import HTTPAdapter
 
 from metafold_jupyter.sandbox import Sandbox
 from metafold_jupyter.sandbox.middleware import HostPolicy
-
-from helpers import token_of  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -243,10 +243,13 @@ def test_server_seed_false_has_only_empty_default_project():
                             timeout=10).json() == []
 
 
-def test_cli_serves_and_stops_on_sigint():
+@contextlib.contextmanager
+def cli_sandbox(*flags: str):
+    """``python -m metafold_jupyter.sandbox --port 0 FLAGS``: the process and what it printed up to
+    "Press Ctrl-C"; killed at the end if the test did not stop it."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "metafold_jupyter.sandbox", "--port", "0", "--workflow-duration", "1"],
+        [sys.executable, "-m", "metafold_jupyter.sandbox", "--port", "0", *flags],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
     try:
@@ -259,7 +262,15 @@ def test_cli_serves_and_stops_on_sigint():
             lines.append(line)
             if line.startswith("Press Ctrl-C"):
                 break
-        out = "".join(lines)
+        yield proc, "".join(lines)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_cli_serves_and_stops_on_sigint():
+    with cli_sandbox("--workflow-duration", "1") as (proc, out):
         url = re.search(r"running at (http://127\.0\.0\.1:\d+)", out).group(1)
         assert "sandbox-client-id" in out and "sandbox-secret-not-for-production" in out
         assert f"METAFOLD_AUTH_DOMAIN={url}" in out and f"METAFOLD_BASE_URL={url}" in out
@@ -277,10 +288,6 @@ def test_cli_serves_and_stops_on_sigint():
         assert proc.returncode == 0, err
         assert "stopped" in rest and "Traceback" not in err
         assert refuses(port_of(url))
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
 
 
 def test_cli_refuses_remote_host_without_flag():
@@ -672,22 +679,7 @@ def test_upload_refused_for_a_taken_name_before_any_byte_is_stored(sandbox):
 
 
 def test_cli_tls_prints_the_ca_bundle_and_serves_https():
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "metafold_jupyter.sandbox", "--port", "0", "--tls", "--max-upload-mib", "0.5"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
-    try:
-        lines = []
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if line.startswith("Press Ctrl-C"):
-                break
-        out = "".join(lines)
+    with cli_sandbox("--tls", "--max-upload-mib", "0.5") as (proc, out):
         url = re.search(r"running at (https://127\.0\.0\.1:\d+)", out).group(1)
         bundle = re.search(r"export REQUESTS_CA_BUNDLE=(\S+)", out).group(1)
         assert Path(bundle).read_text().startswith("-----BEGIN CERTIFICATE-----")
@@ -703,7 +695,3 @@ def test_cli_tls_prints_the_ca_bundle_and_serves_https():
         _, err = proc.communicate(timeout=10)
         assert proc.returncode == 0 and "Traceback" not in err
         assert not Path(bundle).exists()  # the throwaway CA is gone with the sandbox
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()

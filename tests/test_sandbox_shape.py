@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from helpers import SandboxApi
 
 from metafold_jupyter.sandbox import Sandbox
 from metafold_jupyter.sandbox.shape import AnswerShape
@@ -22,20 +23,7 @@ STATUS_BODY_KEYS = {"code", "name", "description"}
 RUN = "jobs:\n  only:\n    type: mesh/preprocess\n"
 
 
-class Api:
-    def __init__(self, sb):
-        self.sb = sb
-        self.pid = sb.default_project_id
-        self.http = requests.Session()
-        token = self.http.post(sb.url + "/oauth/token", json={
-            "grant_type": "client_credentials", "client_id": sb.client_id,
-            "client_secret": sb.client_secret, "audience": sb.audience}, timeout=10).json()["access_token"]
-        self.http.headers["Authorization"] = f"Bearer {token}"
-
-    def __getattr__(self, method):
-        return lambda path, **kw: self.http.request(method.upper(), path if path.startswith("http") else
-                                                    self.sb.url + path, timeout=10, **kw)
-
+class Api(SandboxApi):
     def dates(self):
         """Every date the API shows: projects, assets, jobs (with nested assets), workflows, licence."""
         found = []

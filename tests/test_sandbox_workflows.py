@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+from helpers import SandboxApi
 
 from metafold_jupyter.sandbox.replies import FieldError
 from metafold_jupyter.sandbox.workflows import parse_definition
@@ -41,25 +42,7 @@ jobs:
 """
 
 
-class Api:
-    def __init__(self, sb):
-        self.sb = sb
-        self.pid = sb.default_project_id
-        self.http = requests.Session()
-        token = self.http.post(sb.url + "/oauth/token", json={
-            "grant_type": "client_credentials", "client_id": sb.client_id,
-            "client_secret": sb.client_secret, "audience": sb.audience}, timeout=10).json()["access_token"]
-        self.http.headers["Authorization"] = f"Bearer {token}"
-
-    def get(self, path, **kw):
-        return self.http.get(path if path.startswith("http") else self.sb.url + path, timeout=10, **kw)
-
-    def post(self, path, **kw):
-        return self.http.post(self.sb.url + path, timeout=10, **kw)
-
-    def delete(self, path, **kw):
-        return self.http.delete(self.sb.url + path, timeout=10, **kw)
-
+class Api(SandboxApi):
     def run(self, definition, **body):
         return self.post(f"/projects/{self.pid}/workflows", json={"definition": definition, **body})
 
