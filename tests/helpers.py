@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import traceback
 from collections.abc import Iterable
 
 
@@ -56,3 +58,22 @@ def leaks(texts: Iterable[str], secrets: Iterable[str]) -> list[str]:
             if secret in text:
                 found.append(secret[:8] + "…")
     return found
+
+
+def shown(exc: BaseException) -> list[str]:
+    """Every way an exception is shown: str, repr, a plain traceback and one with local variables.
+
+    The traceback starts at the first frame of the package: the test's own frame holds
+    what the test knows (the secret, the tokens), as a user's cell would.
+    """
+    tb = exc.__traceback__
+    while tb is not None and f"{os.sep}metafold_jupyter{os.sep}" not in tb.tb_frame.f_code.co_filename:
+        tb = tb.tb_next
+    assert tb is not None, "the exception did not come from the package"
+    exc = exc.with_traceback(tb)
+    return [
+        str(exc),
+        repr(exc),
+        "".join(traceback.format_exception(exc)),
+        "".join(traceback.TracebackException.from_exception(exc, capture_locals=True).format()),
+    ]

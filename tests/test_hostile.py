@@ -17,11 +17,10 @@ import os
 import shutil
 import threading
 import time
-import traceback
 import warnings
 
 import pytest
-from helpers import leaks
+from helpers import leaks, shown
 from hostile import CLIENT_ID, SECRET, Hostile, Reply, free_port
 
 import metafold_jupyter as mf
@@ -81,25 +80,6 @@ def fresh_shell():
 
 def login_evil(server, **kwargs):
     return mf.login(CLIENT_ID, SECRET, auth_domain=server.url, base_url=server.url, **kwargs)
-
-
-def shown(exc: BaseException) -> list[str]:
-    """Every way an exception is shown: str, repr, a plain traceback and one with local variables.
-
-    The traceback starts at the first frame of the package: the test's own frame holds
-    what the test knows (the secret, the tokens), as a user's cell would.
-    """
-    tb = exc.__traceback__
-    while tb is not None and f"{os.sep}metafold_jupyter{os.sep}" not in tb.tb_frame.f_code.co_filename:
-        tb = tb.tb_next
-    assert tb is not None, "the exception did not come from the package"
-    exc = exc.with_traceback(tb)
-    return [
-        str(exc),
-        repr(exc),
-        "".join(traceback.format_exception(exc)),
-        "".join(traceback.TracebackException.from_exception(exc, capture_locals=True).format()),
-    ]
 
 
 def serve_asset(server, filename="part.stl", content=b"solid part\nendsolid part\n", *, meta=None, blob=None):

@@ -3,33 +3,24 @@
 from __future__ import annotations
 
 import logging
-import os
-import traceback
 
 import pytest
-from helpers import leaks, login_to, secrets_of
+from helpers import leaks, login_to, secrets_of, shown
 
 import metafold_jupyter as mf
 from metafold_jupyter.errors import MetafoldError
 
 
-def shown(exc: BaseException) -> list[str]:
-    """str, repr, the traceback, and the traceback with every frame's local variables
-    (pytest --showlocals, Sentry), which would show a secret held in a local variable.
+def attempts_into(texts: list[str]):
+    """A runner that calls a failing step and adds every way its MetafoldError is shown to ``texts``."""
 
-    The traceback starts at the package's first frame: the test's own frames hold what
-    the test passes in, as a user's cell would.
-    """
-    tb = exc.__traceback__
-    while tb is not None and f"{os.sep}metafold_jupyter{os.sep}" not in tb.tb_frame.f_code.co_filename:
-        tb = tb.tb_next
-    exc = exc.with_traceback(tb)
-    return [
-        str(exc),
-        repr(exc),
-        "".join(traceback.format_exception(exc)),
-        "".join(traceback.TracebackException.from_exception(exc, capture_locals=True).format()),
-    ]
+    def attempt(fn):
+        try:
+            fn()
+        except MetafoldError as exc:
+            texts.extend(shown(exc))
+
+    return attempt
 
 
 @pytest.fixture
@@ -41,12 +32,7 @@ def debug_logs(caplog):
 
 def test_no_secret_or_token_in_errors_or_debug_logs(sandbox, debug_logs):
     texts: list[str] = []
-
-    def attempt(fn):
-        try:
-            fn()
-        except MetafoldError as exc:
-            texts.extend(shown(exc))
+    attempt = attempts_into(texts)
 
     attempt(lambda: mf.login(sandbox.client_id, sandbox.client_secret + "x",
                              auth_domain=sandbox.url, base_url=sandbox.url))
@@ -80,12 +66,7 @@ def test_no_secret_in_tracebacks_with_locals_from_every_entry_point(sandbox, tmp
     from metafold_jupyter import kernel_session
 
     texts: list[str] = []
-
-    def attempt(fn):
-        try:
-            fn()
-        except MetafoldError as exc:
-            texts.extend(shown(exc))
+    attempt = attempts_into(texts)
 
     wrong = sandbox.client_secret + "-wrong"
     attempt(lambda: mf.login(sandbox.client_id, wrong, auth_domain=sandbox.url, base_url=sandbox.url))
