@@ -7,7 +7,6 @@ returned, problems raised, and a failed workflow is reported with a warning.
 
 from __future__ import annotations
 
-import email.utils
 import errno
 import hashlib
 import json
@@ -23,7 +22,6 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +33,7 @@ from .config import ConfigError, check_secure_url, origin_of
 from .errors import APIError, DestinationExistsError, IntegrityError, MetafoldError, PollTimeout, TransportError
 from .frames import to_frame
 from .kernel_session import session
+from .pacing import parse_retry_after
 from .paths import api_path
 from .transport import attempt_budget
 
@@ -616,24 +615,7 @@ def poll_status(
         if on_poll is not None:
             on_poll(state)
         interval = min(interval * POLL_GROWTH, POLL_MAX)
-        pause = retry_after(resp.headers.get("Retry-After")) or interval  # the server's Retry-After wins
-
-
-def retry_after(value: str | None) -> float:
-    """Seconds in a ``Retry-After`` value (delta-seconds, fractional too, or an HTTP date); 0 if none."""
-    if value is None:
-        return 0.0
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return 0.0
-        if when.tzinfo is None:
-            return 0.0
-        seconds = (when - datetime.now(timezone.utc)).total_seconds()
-    return max(0.0, seconds) if seconds == seconds else 0.0  # NaN: none
+        pause = parse_retry_after(resp.headers.get("Retry-After")) or interval  # the server's Retry-After wins
 
 
 def _finished_jobs(s: Any, pid: str, wid: str) -> int:

@@ -21,6 +21,7 @@ a throttle it behaves exactly like the policy it wraps.
 from __future__ import annotations
 
 import contextvars
+import email.utils
 import logging
 import threading
 import time
@@ -29,7 +30,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import Retry
 
 __all__ = ["Throttle", "Cancelled", "paced", "current", "SLOW_DOWN_STATUSES", "DEFAULT_PAUSE"]
@@ -240,16 +240,27 @@ class _PacedMixin:
     def get_retry_after(self, response: Any) -> float | None:
         """As urllib3, but ``Retry-After: 1.5`` means 1.5 s and a bad value means none
         (urllib3 alone raises ``InvalidHeader``, failing the whole request)."""
-        try:
-            return super().get_retry_after(response)  # type: ignore[misc]
-        except InvalidHeader:
-            try:
-                seconds = float(response.headers.get("Retry-After", ""))
-            except ValueError:
-                return None
-            if seconds != seconds or seconds < 0:  # NaN, negative
-                return None
-            return min(seconds, self.retry_after_max)  # type: ignore[attr-defined]
+        seconds = parse_retry_after(response.headers.get("Retry-After"))
+        return None if seconds is None else min(seconds, self.retry_after_max)  # type: ignore[attr-defined]
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """The seconds a ``Retry-After`` asks for: delta-seconds (fractional too) or an HTTP date.
+
+    Returns:
+        The seconds (0 for a date in the past), or None when the header is absent or
+        unreadable (not a number nor a date, NaN, negative).
+    """
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        parsed = email.utils.parsedate_tz(value)
+        if parsed is None:
+            return None
+        return max(email.utils.mktime_tz(parsed) - time.time(), 0.0)
+    return seconds if seconds == seconds and seconds >= 0 else None
 
 
 _PACED_CLASSES: dict[type, type] = {}

@@ -64,10 +64,9 @@ from .operations import (
     dispatched_workflow,
     parameter_text,
     poll_status,
-    retry_after,
     status_link,
 )
-from .pacing import DEFAULT_PAUSE, Cancelled, Throttle
+from .pacing import DEFAULT_PAUSE, Cancelled, Throttle, parse_retry_after
 from .paths import api_path
 
 __all__ = ["grid", "run_workflows", "StudyInterrupted", "DEFAULT_CONCURRENCY", "MAX_CONCURRENCY", "RUN_COLUMNS"]
@@ -408,7 +407,7 @@ class _Study:
                             run.refusal = exc
                         raise
                     refusals += 1
-                    pause = retry_after(headers.get("Retry-After")) or DEFAULT_PAUSE
+                    pause = parse_retry_after(headers.get("Retry-After")) or DEFAULT_PAUSE
                     if time.monotonic() + pause >= deadline:
                         raise APIError(
                             429, "POST", exc.url,
