@@ -20,7 +20,6 @@ metadata call and no download; a changed checksum is a new key, fetched again.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import logging
@@ -129,8 +128,8 @@ def _fetch(s: Session, pid: str, meta: Mapping[str, Any], directory: Path, progr
     """Download an asset into ``directory`` under its checksum, never leaving a partial file.
 
     The download runs in a private temporary directory inside ``directory`` (the checked
-    download renames its verified file into place there), is checked once more against
-    the checksum it is stored under, and only then moves into the cache.
+    download renames its verified file into place there); the checksum it was verified
+    against must be the one it is stored under, and only then does it move into the cache.
     """
     key = _cache_key(meta)
     suffix = Path(str(meta["filename"])).suffix.lower()
@@ -138,11 +137,12 @@ def _fetch(s: Session, pid: str, meta: Mapping[str, Any], directory: Path, progr
     _sweep(directory)
     work = Path(tempfile.mkdtemp(dir=directory, prefix=".download-"))
     try:
-        path = operations.download_asset(str(meta["id"]), work, pid, progress=progress)
+        path, checked = operations.download_checked(s, pid, str(meta["id"]), work, progress=progress,
+                                                    overwrite=False)
         if key is None:
             target = work.with_name(work.name + suffix)  # uncacheable: the caller removes it after loading
         else:
-            actual = _sha256(path)
+            actual = _cache_key(checked)  # the download verified its bytes against this checksum
             if actual != key:  # the asset changed between the metadata call and the download
                 raise IntegrityError(
                     f"asset {meta['id']} changed while it was downloaded", expected=key, actual=actual
@@ -152,14 +152,6 @@ def _fetch(s: Session, pid: str, meta: Mapping[str, Any], directory: Path, progr
         return target
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _sweep(directory: Path) -> None:

@@ -133,7 +133,18 @@ def download_asset(
         MetafoldError: the server's file name is unsafe, or the destination cannot be written.
     """
     s = session()
-    pid = s.require_project(project)
+    target, _ = download_checked(s, s.require_project(project), asset_id, dest, progress=progress, overwrite=overwrite)
+    return target
+
+
+def download_checked(
+    s: Any, pid: str, asset_id: str, dest: str | os.PathLike | None, *, progress: bool | None, overwrite: bool
+) -> tuple[Path, dict[str, Any]]:
+    """:func:`download_asset` for callers that need the record it checked the file against.
+
+    Returns:
+        The downloaded file and the asset record (``checksum``, ``size``...) it was verified with.
+    """
     path = api_path("/projects/{pid}/assets/{aid}", pid=pid, aid=asset_id)
     meta = _link_answer(s, path)
     link = str(meta["link"])
@@ -146,7 +157,7 @@ def download_asset(
         warnings.warn(
             f"asset {asset_id}: the API gave neither its size nor its checksum, so the download is not verified",
             UnverifiedDownloadWarning,
-            stacklevel=2,
+            stacklevel=3,  # the caller of download_asset
         )
     target = _target_path(dest, meta.get("filename"), s)
     if not overwrite and os.path.lexists(target):  # fail before spending the bandwidth
@@ -191,7 +202,7 @@ def download_asset(
         _verify(s, meta, expected_size, received, "sha256:" + digest.hexdigest(), target.name)
         _place(tmp_name, target, overwrite)
     _LOGGER.info("downloaded asset %s to %s (%d bytes)", asset_id, target, received)
-    return target
+    return target, meta
 
 
 def _link_answer(s: Any, path: str) -> dict[str, Any]:

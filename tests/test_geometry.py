@@ -351,7 +351,7 @@ def test_mesh_metrics_downloads_concurrently_bounded_by_the_session(session, san
     session.concurrency = 2
     lock = threading.Lock()
     state = {"now": 0, "peak": 0}
-    real = operations.download_asset
+    real = operations.download_checked
 
     def counting(*args, **kw):  # the real download, counted
         with lock:
@@ -363,7 +363,7 @@ def test_mesh_metrics_downloads_concurrently_bounded_by_the_session(session, san
             with lock:
                 state["now"] -= 1
 
-    monkeypatch.setattr(operations, "download_asset", counting)
+    monkeypatch.setattr(operations, "download_checked", counting)
     sandbox.inject("/blobs/*", delay=0.4, count=20, origin="download")  # each download takes a while
 
     frame = mf.mesh_metrics(progress=False)
