@@ -214,7 +214,7 @@ def account_frame(
             hint="drop project= (--project) to get every project's rows, or all_projects (--all-projects) for one",
         )
     s = session or current_session()
-    workers = _workers(s)
+    workers = workers_for(s)
     throttle = throttle or Throttle(workers)
     with throttle.slot():
         projects = s.get_records("/projects", what="projects")  # a malformed answer is one APIError line
@@ -253,7 +253,7 @@ def account_frame(
     )
 
 
-def _workers(s: Session) -> int:
+def workers_for(s: Session) -> int:
     """``s.concurrency``, but never more than the connection pool keeps (no discarded connections)."""
     workers = s.concurrency
     adapter = s.http.get_adapter(s.base_url)

@@ -28,12 +28,13 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import operations
 from .errors import ConfigError, IntegrityError, MetafoldError
+from .fanout import gather, workers_for
 from .kernel_session import Session, session
 from .paths import api_path
 
@@ -358,29 +359,25 @@ def mesh_metrics(assets: Any = None, project: str | None = None, *, progress: bo
         metas = [a for a in listed if Path(str(a.get("filename", ""))).suffix.lower() in MESH_TYPES]
     else:
         ids = _asset_ids(assets)
-        with _pool(s, len(ids)) as pool:
-            metas = list(pool.map(lambda aid: _asset_meta(s, pid, aid), ids))
+        got = gather({aid: partial(_asset_meta, s, pid, aid) for aid in ids}, concurrency=workers_for(s),
+                     progress=False, failures=())  # any failure stops the rest and is raised
+        metas = [got.results[aid] for aid in ids]
     for meta in metas:  # refuse before downloading anything
         _mesh_type(str(meta.get("filename") or ""), str(meta["id"]))
     # the same content under several assets (a job's output copied as is) is loaded once
     contents = {_content_key(meta): meta for meta in metas}
-    computed: dict[str, dict[str, Any]] = {}
-    if contents:
-        with operations.progress_bar(len(contents), "mesh metrics", progress, unit="mesh") as bar, \
-                _pool(s, len(contents)) as pool:
-            futures = {key: pool.submit(lambda m: _metrics(_asset_mesh(s, pid, m, False)), meta)
-                       for key, meta in contents.items()}
-            try:
-                for key, future in futures.items():
-                    computed[key] = future.result()
-                    bar.update(1)
-            except BaseException:
-                for future in futures.values():
-                    future.cancel()  # those not started; the running ones finish and are dropped
-                raise
+    measured = gather(
+        {key: partial(_asset_metrics, s, pid, meta) for key, meta in contents.items()},
+        concurrency=workers_for(s), progress=progress, desc="mesh metrics", unit="mesh", failures=(),
+    )
+    computed = measured.results
     rows = [{"asset_id": str(meta["id"]), "filename": meta.get("filename"),
              **computed[_content_key(meta)]} for meta in metas]
     return _metrics_frame(rows)
+
+
+def _asset_metrics(s: Session, pid: str, meta: Mapping[str, Any]) -> dict[str, Any]:
+    return _metrics(_asset_mesh(s, pid, meta, False))
 
 
 # -- helpers ------------------------------------------------------------------------------------------
@@ -436,11 +433,6 @@ def _asset_ids(assets: Any) -> list[str]:
         values = assets
     ids = [str(v).strip() for v in values]
     return list(dict.fromkeys(ids))  # each asset once, in the order given
-
-
-def _pool(s: Session, jobs: int) -> ThreadPoolExecutor:
-    """A small pool bounded by the session's concurrency (its connection pool holds 32)."""
-    return ThreadPoolExecutor(max_workers=max(1, min(s.concurrency, jobs)), thread_name_prefix="metafold-mesh")
 
 
 def _metrics(mesh: trimesh.Trimesh) -> dict[str, Any]:

@@ -52,7 +52,7 @@ import pandas as pd
 
 from .answers import object_of
 from .errors import APIError, InvalidValueError, PollTimeout
-from .fanout import _workers, gather
+from .fanout import workers_for, gather
 from .frames import DATETIME, TIMEDELTA, to_frame
 from .kernel_session import Session, session as current_session
 from .operations import (
@@ -237,7 +237,7 @@ def run_workflows(
     s = current_session()
     pid = s.require_project(project)
     names = asset_filenames(s, pid, assets) if assets else None
-    throttle = Throttle(min(workers, _workers(s)))
+    throttle = Throttle(min(workers, workers_for(s)))
     study = _Study(s, pid, text, names, table, rows, float(timeout), throttle)
     try:
         gather(
