@@ -135,7 +135,10 @@ class APIError(MetafoldError):
         method: HTTP method of the request.
         url: the request URL, with credential-like query values redacted.
         message: the API's own message, whichever error shape it came in.
+        retry_after: seconds the answer's ``Retry-After`` asked for (429, 503), else None.
     """
+
+    retry_after: float | None = None
 
     def __init__(
         self,

@@ -66,7 +66,7 @@ from .operations import (
     poll_status,
     status_link,
 )
-from .pacing import DEFAULT_PAUSE, Cancelled, Throttle, parse_retry_after
+from .pacing import DEFAULT_PAUSE, Cancelled, Throttle
 from .paths import api_path
 
 __all__ = ["grid", "run_workflows", "StudyInterrupted", "DEFAULT_CONCURRENCY", "MAX_CONCURRENCY", "RUN_COLUMNS"]
@@ -388,18 +388,13 @@ class _Study:
         path = api_path("/projects/{pid}/workflows", pid=self.pid)
         refusals = 0
         while True:
-            headers: dict[str, str | None] = {}
-
-            def keep_retry_after(resp: Any, *args: Any, **kwargs: Any) -> None:
-                headers["Retry-After"] = resp.headers.get("Retry-After")
-
             with self.throttle.slot():  # waits out the shared pause first
                 with self._cond:
                     if self.stopped:
                         raise Cancelled("the study was interrupted")
                     run.phase = "dispatching"
                 try:
-                    resp = self.s.request("POST", path, json=payload, hooks={"response": [keep_retry_after]})
+                    resp = self.s.request("POST", path, json=payload)
                 except APIError as exc:
                     self._set_phase(run, "queued")
                     if exc.status != 429:
@@ -407,7 +402,7 @@ class _Study:
                             run.refusal = exc
                         raise
                     refusals += 1
-                    pause = parse_retry_after(headers.get("Retry-After")) or DEFAULT_PAUSE
+                    pause = exc.retry_after or DEFAULT_PAUSE
                     if time.monotonic() + pause >= deadline:
                         raise APIError(
                             429, "POST", exc.url,

@@ -41,7 +41,7 @@ from .auth import Credentials
 from .config import Secret, Settings, check_secure_url, is_loopback, origin_of
 from .deadlines import DeadlineAdapter, DeadlineExceeded, deadline
 from .errors import APIError, AuthenticationError, ConfigError, TransportError
-from .pacing import paced
+from .pacing import paced, parse_retry_after
 from .redaction import Scrubber, redact_query_values, redact_url, scrub
 
 _LOGGER = logging.getLogger(__name__)
@@ -462,7 +462,9 @@ def error_from_response(resp: requests.Response, scrubber: Scrubber | None = Non
     message = api_message(resp)
     if scrubber is not None:
         message, url = scrubber.scrub(message), scrubber.scrub(url)
-    return APIError(resp.status_code, method, url, message)
+    error = APIError(resp.status_code, method, url, message)
+    error.retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+    return error
 
 
 def _bearer_of(request: Any) -> Secret | None:
