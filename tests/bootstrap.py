@@ -3,7 +3,7 @@
 Creates virtual environments next to pyproject.toml, installs the package with the
 given extras into them (again only when pyproject.toml, the extras, the pins or the
 base Python changed), finds the other supported Pythons on this machine and, when
-asked, installs Debian's ``chromium`` package for the browser test.
+asked, installs Debian's ``chromium`` package for the browser tests.
 """
 
 from __future__ import annotations

@@ -8,12 +8,13 @@
 Stages, in order (each prints its name and how long it took; a summary closes the run):
 
 setup      .venv on this Python (3.11 here) with the ``test`` extra (pandas 3, the
-           official SDK, JupyterLab, nbclient, Playwright, mypy, build, twine), and
-           Debian's chromium for the browser test when it is missing (apt-get, as root).
+           official SDK, JupyterLab, Notebook 7, nbclient, Playwright, mypy, build, twine),
+           and Debian's chromium for the browser tests when it is missing (apt-get, as root).
 typecheck  mypy over metafold_jupyter (configured in pyproject.toml), one line per error.
 suite      the whole pytest suite: sandbox, core, helpers, magics, notebooks in real
-           kernels, benchmarks (small), the login widget in JupyterLab in Chromium.
-py3.10     the core suite (everything but the browser test and the benchmarks) on the
+           kernels, benchmarks (small), the login widget and a 3D view in JupyterLab and
+           Notebook 7 in Chromium.
+py3.10     the core suite (everything but the browser tests and the benchmarks) on the
            lowest supported Python with the lowest supported pandas, 2.2, in .venv-py3.10
            (pandas 3 needs Python >= 3.11, and the official SDK too, so its tests skip).
            Without a Python 3.10 the same run happens on this Python in .venv-pandas2.2,

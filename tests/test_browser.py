@@ -1,4 +1,4 @@
-"""The login form in a real JupyterLab, driven by headless Chromium (Playwright).
+"""The login form in a real JupyterLab and Notebook 7, driven by headless Chromium (Playwright).
 
 A user opens a notebook, runs ``%metafold_login --prompt``, types the sandbox's
 client ID and secret into the ipywidgets form, logs in, lists projects, and saves
@@ -11,36 +11,47 @@ and pressing Enter in the secret field.
 Keys are typed at a human pace, so the kernel has seen the client ID long before
 the secret is submitted, as it has when a person types.
 
-JupyterLab (tests/browser_support.py) runs with private config/data/runtime/
-IPython/settings dirs, saves widget state (off by default), and is shut down
-with its kernels at the end of the module. Artefacts: tests/artifacts/
-browser-login.png (Enter), browser-login-button.png, and browser-failure*.png
-when something fails.
+Each front-end's server (tests/browser_support.py) runs with private config/data/
+runtime/IPython/settings dirs, saves widget state (off by default), and is shut
+down with its kernels once its tests are done. The page may load nothing from
+beyond loopback (the widget manager comes from the server, not a CDN).
+Artefacts: tests/artifacts/browser-login.png (JupyterLab, Enter),
+browser-login-button.png, browser-login-nb7.png, browser-login-nb7-button.png, and
+browser-failure*.png when something fails.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from pathlib import Path
 
 import pytest
-from browser_support import ARTIFACTS, CHROMIUM_ARGS, JupyterLab, headless_chromium
+from browser_support import (
+    ARTIFACTS,
+    CHROMIUM_ARGS,
+    FRONTENDS,
+    OUTSIDE_URL,
+    JupyterServer,
+    OfflineGuard,
+    free_port,
+    headless_chromium,
+    is_loopback_url,
+)
 from helpers import leaks, secrets_of
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
-LAB_SETTINGS = {
+LAB_SETTINGS = {  # JupyterLab's plugins, which Notebook 7 is built from, so both read them
     # off by default: without it the saved notebook holds no widget state and the leak check is hollow
     "@jupyter-widgets/jupyterlab-manager:plugin": {"saveState": True},
     # offline and quiet: no news, no update check, no autosave racing the explicit save
     "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False},
     "@jupyterlab/docmanager-extension:plugin": {"autosave": False},
 }
-START_TIMEOUT = 120_000  # ms: JupyterLab's first page load and the kernel start
+START_TIMEOUT = 120_000  # ms: the front-end's first page load and the kernel start
 STEP_TIMEOUT = 60_000  # ms: each cell, the login, the save
 SETTLED_TIMEOUT = 5_000  # ms: for a state that should already hold
 TYPING_DELAY = 30  # ms between keys
@@ -59,16 +70,17 @@ def chromium_browser():
         yield browser
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    """A private JupyterLab server (stopped, with its kernels, at the end of the module)."""
-    base = tmp_path_factory.mktemp("jupyterlab")
+@pytest.fixture(scope="module", params=FRONTENDS, ids=lambda frontend: frontend.id)
+def server(request, tmp_path_factory):
+    """A private server of each front-end in turn (stopped, with its kernels, after its tests)."""
+    frontend = request.param
+    base = tmp_path_factory.mktemp(f"jupyter-{frontend.id}")
     root = base / "notebooks"
     root.mkdir()
     for folder in (root, *root.parents):
         assert not (folder / ".env").exists(), f"{folder / '.env'} would give the kernel credentials"
-    with JupyterLab(base / "jupyter", root, lab_settings=LAB_SETTINGS) as server:
-        yield server
+    with JupyterServer(frontend, base / "jupyter", root, lab_settings=LAB_SETTINGS) as running:
+        yield running
 
 
 def write_notebook(path: Path, sb) -> None:
@@ -89,7 +101,7 @@ def write_notebook(path: Path, sb) -> None:
 def run_cell(page, cell, expect) -> None:
     """Click into the cell's editor, run it with Shift+Enter, and wait until it has finished.
 
-    The prompt turns to "[*]:" as soon as JupyterLab sends the cell to the kernel; a prompt
+    The prompt turns to "[*]:" as soon as the front-end sends the cell to the kernel; a prompt
     still "[ ]:" means nothing was sent (the frontend was not ready for the key), so
     pressing again cannot run the cell twice.
     """
@@ -107,18 +119,17 @@ def run_cell(page, cell, expect) -> None:
     expect(prompt).to_have_text(re.compile(r"^\[\d+\]:$"), timeout=STEP_TIMEOUT)
 
 
-def wait_for_kernel(page, lab, name: str, expect) -> None:
+def wait_for_kernel(page, server, name: str, expect) -> None:
     """Wait until the notebook's kernel is idle and this page is connected to it."""
 
     def connected():
-        sessions = [s for s in lab.api("GET", "/api/sessions") if s.get("path", "").endswith(name)]
+        sessions = [s for s in server.api("GET", "/api/sessions") if s.get("path", "").endswith(name)]
         kernel = sessions[0]["kernel"] if sessions else {}
         return kernel.get("execution_state") == "idle" and kernel.get("connections", 0) >= 1
 
     wait_until(connected, START_TIMEOUT / 1000, f"the kernel of {name} to be idle and connected")
-    expect(page.locator("#jp-main-statusbar")).to_contain_text(
-        re.compile(r"Python 3 \(ipykernel\) \| Idle"), timeout=START_TIMEOUT
-    )
+    server.frontend.check_page(page)
+    server.frontend.expect_kernel_idle(page, expect, START_TIMEOUT)
 
 
 def wait_until(predicate, timeout: float, what: str):
@@ -146,29 +157,30 @@ def saved_notebook(path: Path) -> tuple[str, dict] | None:
 
 
 @pytest.mark.parametrize("submit", ["button", "enter"])
-def test_login_form_in_jupyterlab(chromium_browser, sandbox, lab, submit):
+def test_login_form_in_frontend(chromium_browser, sandbox, server, submit):
     from playwright.sync_api import expect
 
+    frontend = server.frontend
     name = f"browser-login-{submit}.ipynb"
-    notebook = lab.root_dir / name
+    notebook = server.root_dir / name
     write_notebook(notebook, sandbox)
-    suffix = "" if submit == "enter" else f"-{submit}"
+    suffix = frontend.suffix + ("" if submit == "enter" else f"-{submit}")
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / f"browser-failure{suffix}.png").unlink(missing_ok=True)  # a stale one would mislead
     console: list[str] = []
 
     context = chromium_browser.new_context(viewport={"width": 1280, "height": 900})
+    offline = OfflineGuard(context)
     try:
         page = context.new_page()
         page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}") if msg.type == "error" else None)
         page.set_default_timeout(STEP_TIMEOUT)
         try:
-            # a workspace of its own, so no tab of an earlier test is restored beside this notebook
-            page.goto(lab.lab_url(name, workspace=f"login-{submit}"), timeout=START_TIMEOUT)
+            page.goto(server.notebook_url(name, workspace=f"login-{submit}"), timeout=START_TIMEOUT)
             panel = page.locator(".jp-NotebookPanel:visible")
             cells = panel.locator(".jp-Notebook .jp-Cell")
             expect(cells).to_have_count(3, timeout=START_TIMEOUT)
-            wait_for_kernel(page, lab, name, expect)
+            wait_for_kernel(page, server, name, expect)
 
             run_cell(page, cells.nth(0), expect)
             run_cell(page, cells.nth(1), expect)
@@ -231,12 +243,16 @@ def test_login_form_in_jupyterlab(chromium_browser, sandbox, lab, submit):
             except Exception:  # noqa: BLE001 - the original error matters more
                 pass
             raise AssertionError(
-                f"browser test ({submit}) failed: {exc}\nscreenshot: {failure}\n"
-                "browser console errors:\n" + "\n".join(console[-20:]) + f"\nJupyterLab log:\n{lab.log_tail()}"
+                f"browser test ({frontend.title}, {submit}) failed: {exc}\nscreenshot: {failure}\n"
+                f"requests beyond loopback:\n{offline.report()}\n"
+                "browser console errors:\n" + "\n".join(console[-20:])
+                + f"\n{frontend.title} log:\n{server.log_tail()}"
             ) from exc
     finally:
         context.close()
-        lab.shutdown_kernels(name)
+        server.shutdown_kernels(name)
+
+    offline.check()  # the widget manager and everything else came from the server, not a CDN
 
     # the widget state was saved, so the check below looks at what a shared notebook would hold
     state = nb["metadata"]["widgets"][WIDGET_STATE]["state"]
@@ -248,3 +264,46 @@ def test_login_form_in_jupyterlab(chromium_browser, sandbox, lab, submit):
     assert leaks([text], secrets_of(sandbox)) == [], "a secret or token is in the saved notebook"
     if status_problem:
         raise LoginStatusWrong(f"{status_problem} (screenshot: {screenshot})")
+
+
+def test_offline_guard_refuses_requests_beyond_loopback(chromium_browser, sandbox):
+    """The guard the front-end tests rely on: it lets loopback through and refuses the rest."""
+    for url, local in [
+        ("http://127.0.0.1:8888/lab", True), ("http://127.0.0.2/x", True), ("ws://[::1]:1/api", True),
+        ("data:text/css,a{}", True), ("blob:http://127.0.0.1:1/uuid", True),
+        ("https://cdn.jsdelivr.net/npm/plotly.js", False), ("http://localhost:8888/", False),
+        ("http://127.0.0.1@cdn.example.invalid/", False), ("http://127.0.0.1.example.invalid/", False),
+        ("ftp://127.0.0.1/x", False),
+    ]:
+        assert is_loopback_url(url) is local, url
+        assert (OUTSIDE_URL.match(url) is None) is local, f"the driver's pattern disagrees on {url}"
+
+    cdn = "https://cdn.example.invalid/widgets.js"
+    named = f"http://localhost:{free_port()}/x.png"
+    socket = "ws://ws.example.invalid/kernel"
+    other_host = f"http://127.0.0.2:{free_port()}/x.png"  # loopback, nothing listening
+    here = f"{sandbox.url}/guard-probe.png"
+    context = chromium_browser.new_context()
+    guard = OfflineGuard(context)
+    failed: dict[str, str] = {}
+    answered: set[str] = set()
+    try:
+        page = context.new_page()
+        page.on("requestfailed", lambda request: failed.__setitem__(request.url, request.failure or ""))
+        page.on("requestfinished", lambda request: answered.add(request.url))
+        page.goto(f"{sandbox.url}/", wait_until="commit")
+        page.set_content(
+            f'<script src="{cdn}"></script><img src="{named}"><img src="{other_host}"><img src="{here}">'
+            f'<script>new WebSocket("{socket}")</script>'
+        )
+        deadline = time.monotonic() + STEP_TIMEOUT / 1000
+        while not ({cdn, named, other_host} <= failed.keys() and here in answered and socket in guard.outside):
+            assert time.monotonic() < deadline, f"requests still open: failed {failed}, answered {answered}"
+            page.wait_for_timeout(100)  # lets Playwright deliver the events
+    finally:
+        context.close()
+    assert sorted(guard.outside) == sorted([cdn, named, socket]), guard.outside
+    assert "BLOCKED_BY_CLIENT" in failed[cdn] and "BLOCKED_BY_CLIENT" in failed[named], failed
+    assert "BLOCKED_BY_CLIENT" not in failed[other_host], failed  # refused by the OS, not by the guard
+    with pytest.raises(AssertionError, match=r"3 request\(s\) beyond loopback"):
+        guard.check()

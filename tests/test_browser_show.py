@@ -1,13 +1,16 @@
-"""The 3D view in a real JupyterLab: ``%metafold show`` draws a WebGL canvas in headless Chromium.
+"""The 3D view in JupyterLab and Notebook 7: ``%metafold show`` draws WebGL in headless Chromium.
 
 Chromium has no GPU here, so it runs WebGL on SwiftShader, its software renderer
 (``--use-angle=swiftshader --enable-unsafe-swiftshader``, and without the
 ``--disable-gpu`` the login test uses). The kernel logs in from a ``.env`` in the
 notebook folder and shows the sandbox's ``gear.glb``. plotly's JupyterLab renderer
-takes the output: it shows the bundle's PNG at once and builds the WebGL scene when the
-mouse comes over it (so a notebook with many views does not run out of WebGL
-contexts); the scene must be painted in the mesh's colour and turn when dragged. Artefacts: tests/artifacts/browser-show.png, and
-browser-show-failure.png when something fails.
+(a prebuilt extension inside the plotly wheel, which Notebook 7 loads too) takes the
+output: it shows the bundle's PNG at once and builds the WebGL scene when the mouse
+comes over it (so a notebook with many views does not run out of WebGL contexts); the
+scene must be painted in the mesh's colour and turn when dragged, and the page may
+load nothing from beyond loopback (no plotly.js from a CDN). Artefacts:
+tests/artifacts/browser-show.png (JupyterLab), browser-show-nb7.png, and
+browser-show-failure.png / browser-show-nb7-failure.png when something fails.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import time
 
 import numpy as np
 import pytest
-from browser_support import ARTIFACTS, CHROMIUM_ARGS, JupyterLab, headless_chromium
+from browser_support import ARTIFACTS, CHROMIUM_ARGS, FRONTENDS, JupyterServer, OfflineGuard, headless_chromium
 from test_browser import LAB_SETTINGS, START_TIMEOUT, STEP_TIMEOUT, run_cell, wait_for_kernel
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -39,13 +42,15 @@ def webgl_browser():
         yield browser
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    base = tmp_path_factory.mktemp("jupyterlab-show")
+@pytest.fixture(scope="module", params=FRONTENDS, ids=lambda frontend: frontend.id)
+def server(request, tmp_path_factory):
+    """A private server of each front-end in turn (stopped, with its kernels, after its test)."""
+    frontend = request.param
+    base = tmp_path_factory.mktemp(f"jupyter-show-{frontend.id}")
     root = base / "notebooks"
     root.mkdir()
-    with JupyterLab(base / "jupyter", root, lab_settings=LAB_SETTINGS) as server:
-        yield server
+    with JupyterServer(frontend, base / "jupyter", root, lab_settings=LAB_SETTINGS) as running:
+        yield running
 
 
 def write_notebook(path, sandbox, asset_id: str) -> None:
@@ -85,17 +90,21 @@ def wait_for(predicate, timeout: float, what: str):
         time.sleep(0.5)
 
 
-def test_show_renders_a_webgl_view_in_jupyterlab(webgl_browser, sandbox, lab):
+def test_show_renders_a_webgl_view_in_frontend(webgl_browser, sandbox, server):
     from playwright.sync_api import expect
 
+    frontend = server.frontend
     (gear,) = [str(a.id) for a in sandbox.store.assets.values()
                if a.filename == "gear.glb" and str(a.project_id) == sandbox.default_project_id]
     name = "browser-show.ipynb"
-    write_notebook(lab.root_dir / name, sandbox, gear)
+    write_notebook(server.root_dir / name, sandbox, gear)
+    shot = ARTIFACTS / f"browser-show{frontend.suffix}.png"
+    failure = ARTIFACTS / f"browser-show{frontend.suffix}-failure.png"
     ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / "browser-show-failure.png").unlink(missing_ok=True)
+    failure.unlink(missing_ok=True)
     console: list[str] = []
     context = webgl_browser.new_context(viewport={"width": 1280, "height": 1000})
+    offline = OfflineGuard(context)
     try:
         page = context.new_page()
         page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}") if msg.type == "error" else None)
@@ -107,10 +116,10 @@ def test_show_renders_a_webgl_view_in_jupyterlab(webgl_browser, sandbox, lab):
                 " return info ? gl.getParameter(info.UNMASKED_RENDERER_WEBGL) : 'webgl'; }"
             )
             assert renderer, "this Chromium has no WebGL, even on SwiftShader"
-            page.goto(lab.lab_url(name, workspace="show"), timeout=START_TIMEOUT)
+            page.goto(server.notebook_url(name, workspace="show"), timeout=START_TIMEOUT)
             cells = page.locator(".jp-NotebookPanel:visible .jp-Notebook .jp-Cell")
             expect(cells).to_have_count(3, timeout=START_TIMEOUT)
-            wait_for_kernel(page, lab, name, expect)
+            wait_for_kernel(page, server, name, expect)
             for i in range(3):
                 run_cell(page, cells.nth(i), expect)
             expect(cells.nth(1).locator(".jp-OutputArea-output")).to_contain_text(
@@ -132,9 +141,9 @@ def test_show_renders_a_webgl_view_in_jupyterlab(webgl_browser, sandbox, lab):
                 return (image, share) if share > 0.03 else None
 
             before, share = wait_for(painted, RENDER_TIMEOUT, "the mesh to be painted on the WebGL canvas")
-            page.screenshot(path=str(ARTIFACTS / "browser-show.png"), full_page=True)
-            print(f"WebGL renderer: {renderer}; mesh covers {share:.0%} of the view; "
-                  f"screenshot: {ARTIFACTS / 'browser-show.png'}")
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"{frontend.title}: WebGL renderer: {renderer}; mesh covers {share:.0%} of the view; "
+                  f"screenshot: {shot}")
 
             # drag to turn it: the picture changes (the view is live, not a still)
             box = plot.locator(".plot-container").first.bounding_box()
@@ -151,17 +160,18 @@ def test_show_renders_a_webgl_view_in_jupyterlab(webgl_browser, sandbox, lab):
 
             wait_for(turned, RENDER_TIMEOUT, "the view to turn when dragged")
         except Exception as exc:
-            failure = ARTIFACTS / "browser-show-failure.png"
             try:
                 page.screenshot(path=str(failure), full_page=True)
             except Exception:  # noqa: BLE001 - the original error matters more
                 pass
             raise AssertionError(
-                f"3D view test failed: {exc}\nscreenshot: {failure}\nbrowser console errors:\n"
-                + "\n".join(console[-20:]) + f"\nJupyterLab log:\n{lab.log_tail()}"
+                f"3D view test ({frontend.title}) failed: {exc}\nscreenshot: {failure}\n"
+                f"requests beyond loopback:\n{offline.report()}\nbrowser console errors:\n"
+                + "\n".join(console[-20:]) + f"\n{frontend.title} log:\n{server.log_tail()}"
             ) from exc
     finally:
         context.close()
-        lab.shutdown_kernels(name)
-        (lab.root_dir / ".env").unlink(missing_ok=True)
+        server.shutdown_kernels(name)
+        (server.root_dir / ".env").unlink(missing_ok=True)
+    offline.check()  # plotly.js and the renderer came from the server, not a CDN
     assert not os.environ.get("METAFOLD_CLIENT_SECRET")  # the .env never reached this process
